@@ -1,0 +1,218 @@
+"""The append-only, hash-chained audit log.
+
+Every create, update and delete of a tenant-owned ORM row writes an event in the same
+transaction (the ``after_flush`` hook below), and views of pupil records are recorded
+explicitly with :func:`record`. Events are chained per organisation:
+``row_hash = sha256(prev_hash || canonical JSON of the event)``, appended under a
+per-organisation lock, so a row changed behind the application's back breaks the chain
+and ``attendwise audit verify`` reports it. In PostgreSQL the application role may only
+INSERT and SELECT this table (see the migration), and a trigger refuses UPDATE and DELETE.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Index, String, Text, event, insert, inspect, select, text
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from attendwise.platform import tenancy
+from attendwise.platform.db import AttendwiseSession, Base, TenantMixin, sync_tenant, utcnow
+
+GENESIS = "0" * 64
+
+
+@dataclass(frozen=True)
+class Actor:
+    user_id: int | None = None
+    label: str = "system"
+    ip: str | None = None
+    request_id: str | None = None
+
+
+_SYSTEM_ACTOR = Actor()
+_actor: ContextVar[Actor] = ContextVar("attendwise_audit_actor", default=_SYSTEM_ACTOR)  # noqa: B039 - frozen
+
+
+def set_actor(actor: Actor) -> None:
+    _actor.set(actor)
+
+
+def current_actor() -> Actor:
+    return _actor.get()
+
+
+class AuditEvent(TenantMixin, Base):
+    __tablename__ = "audit_events"
+    __audit_skip__ = True
+    __table_args__ = (Index("ix_audit_events_org_seq", "org_id", "seq", unique=True),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column()
+    occurred_at: Mapped[dt.datetime] = mapped_column()
+    actor_user_id: Mapped[int | None] = mapped_column()
+    actor_label: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(60), index=True)
+    object_type: Mapped[str] = mapped_column(String(60))
+    object_id: Mapped[str | None] = mapped_column(String(64))
+    pupil_id: Mapped[int | None] = mapped_column(index=True)
+    detail: Mapped[str] = mapped_column(Text, default="{}")
+    ip: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    row_hash: Mapped[str] = mapped_column(String(64))
+
+
+HASHED_FIELDS = (
+    "org_id",
+    "seq",
+    "occurred_at",
+    "actor_user_id",
+    "actor_label",
+    "action",
+    "object_type",
+    "object_id",
+    "pupil_id",
+    "detail",
+    "ip",
+    "request_id",
+)
+
+
+def _canonical(values: dict[str, Any]) -> str:
+    def norm(v: Any) -> Any:
+        if isinstance(v, dt.datetime):
+            if v.tzinfo is None:
+                v = v.replace(tzinfo=dt.UTC)
+            return v.astimezone(dt.UTC).isoformat(timespec="microseconds")
+        return v
+
+    return json.dumps({k: norm(values.get(k)) for k in HASHED_FIELDS}, sort_keys=True, separators=(",", ":"))
+
+
+def chain_hash(prev_hash: str, values: dict[str, Any]) -> str:
+    return hashlib.sha256((prev_hash + _canonical(values)).encode()).hexdigest()
+
+
+def _lock_org_chain(conn: Any, org_id: int) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(7081, CAST(:org AS integer))"), {"org": org_id})
+
+
+def record(
+    session: Session,
+    *,
+    org_id: int,
+    action: str,
+    object_type: str,
+    object_id: str | int | None = None,
+    pupil_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+    actor: Actor | None = None,
+) -> None:
+    """Append one event to ``org_id``'s chain inside the session's transaction."""
+    ctx = tenancy.require()
+    if not ctx.can_read(org_id):
+        raise tenancy.TenantViolation("audit event for an organisation outside the current context")
+    actor = actor or current_actor()
+    sync_tenant(session)
+    conn = session.connection()
+    _lock_org_chain(conn, org_id)
+    table = AuditEvent.__table__
+    last = conn.execute(
+        select(table.c.seq, table.c.row_hash)
+        .where(table.c.org_id == org_id)
+        .order_by(table.c.seq.desc())
+        .limit(1)
+    ).first()
+    seq = (last.seq + 1) if last else 1
+    prev = last.row_hash if last else GENESIS
+    values: dict[str, Any] = {
+        "org_id": org_id,
+        "seq": seq,
+        "occurred_at": utcnow(),
+        "actor_user_id": actor.user_id,
+        "actor_label": actor.label[:200],
+        "action": action,
+        "object_type": object_type,
+        "object_id": None if object_id is None else str(object_id),
+        "pupil_id": pupil_id,
+        "detail": json.dumps(detail or {}, sort_keys=True, default=str),
+        "ip": actor.ip,
+        "request_id": actor.request_id,
+    }
+    values["prev_hash"] = prev
+    values["row_hash"] = chain_hash(prev, values)
+    conn.execute(insert(table).values(**values))
+
+
+@dataclass(frozen=True)
+class ChainProblem:
+    org_id: int
+    seq: int
+    event_id: int
+    reason: str
+
+
+def verify(session: Session, org_ids: list[int] | None = None) -> Iterator[ChainProblem]:
+    """Recompute every organisation's chain; yield each row that does not fit."""
+    table = AuditEvent.__table__
+    query = select(table).order_by(table.c.org_id, table.c.seq)
+    if org_ids:
+        query = query.where(table.c.org_id.in_(org_ids))
+    current_org: int | None = None
+    prev = GENESIS
+    expected_seq = 1
+    sync_tenant(session)
+    for row in session.connection().execute(query).mappings():
+        if row["org_id"] != current_org:
+            current_org, prev, expected_seq = row["org_id"], GENESIS, 1
+        if row["seq"] != expected_seq:
+            yield ChainProblem(row["org_id"], row["seq"], row["id"], f"sequence gap: expected {expected_seq}")
+        if row["prev_hash"] != prev:
+            yield ChainProblem(row["org_id"], row["seq"], row["id"], "previous-hash link broken")
+        if chain_hash(row["prev_hash"], dict(row)) != row["row_hash"]:
+            yield ChainProblem(row["org_id"], row["seq"], row["id"], "row content does not match its hash")
+        prev = row["row_hash"]
+        expected_seq = row["seq"] + 1
+
+
+def _changes(obj: Any) -> dict[str, Any]:
+    state = inspect(obj)
+    out: dict[str, Any] = {}
+    for attr in state.mapper.column_attrs:
+        hist = state.attrs[attr.key].history
+        if hist.has_changes():
+            new = hist.added[0] if hist.added else None
+            out[attr.key] = new if isinstance(new, (int, float, bool, type(None))) else str(new)[:200]
+    return out
+
+
+@event.listens_for(AttendwiseSession, "after_flush")
+def _audit_changes(session: Session, _flush_context: Any) -> None:
+    pending: list[tuple[str, Any]] = []
+    for action, objs in (("create", session.new), ("update", session.dirty), ("delete", session.deleted)):
+        for obj in objs:
+            if not isinstance(obj, TenantMixin) or getattr(type(obj), "__audit_skip__", False):
+                continue
+            if action == "update" and not session.is_modified(obj, include_collections=False):
+                continue
+            pending.append((action, obj))
+    for action, obj in pending:
+        ident = inspect(obj).identity
+        pupil_id = getattr(obj, "pupil_id", None)
+        record(
+            session,
+            org_id=obj.org_id,
+            action=action,
+            object_type=type(obj).__tablename__,
+            object_id=ident[0] if ident else None,
+            pupil_id=pupil_id if isinstance(pupil_id, int) else None,
+            detail=_changes(obj) if action != "delete" else {},
+        )

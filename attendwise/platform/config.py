@@ -1,0 +1,111 @@
+"""Settings, read from ATTENDWISE_* environment variables.
+
+The embedded default needs nothing set: a SQLite file under the data directory and jobs
+run inline. Production mode (``ATTENDWISE_ENV=production``) refuses a default secret key.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SECRET_KEY = "attendwise-development-secret-not-for-production"  # noqa: S105 - refused in production
+
+
+class ConfigError(RuntimeError):
+    pass
+
+
+def _env_bool(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass
+class Settings:
+    env: str = "development"
+    data_dir: Path = field(default_factory=lambda: Path.cwd() / "instance")
+    database_url: str = ""
+    migration_database_url: str = ""
+    app_db_role: str = "attendwise_app"
+    redis_url: str = ""
+    secret_key: str = DEFAULT_SECRET_KEY
+    base_url: str = "http://127.0.0.1:5000"
+    mail_server: str = ""
+    mail_port: int = 25
+    mail_username: str = ""
+    mail_password: str = ""
+    mail_use_tls: bool = False
+    mail_sender: str = "Attendwise <no-reply@attendwise.invalid>"
+    encryption_keys: str = ""
+    max_upload_bytes: int = 25 * 1024 * 1024
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+
+        def get(name: str, default: str = "") -> str:
+            return env.get(f"ATTENDWISE_{name}", default)
+
+        data_dir = Path(get("DATA_DIR") or (Path.cwd() / "instance")).resolve()
+        database_url = get("DATABASE_URL") or f"sqlite:///{data_dir / 'attendwise.sqlite3'}"
+        return cls(
+            env=get("ENV", "development"),
+            data_dir=data_dir,
+            database_url=database_url,
+            migration_database_url=get("MIGRATION_DATABASE_URL") or database_url,
+            app_db_role=get("APP_DB_ROLE", "attendwise_app"),
+            redis_url=get("REDIS_URL"),
+            secret_key=get("SECRET_KEY") or DEFAULT_SECRET_KEY,
+            base_url=get("BASE_URL", "http://127.0.0.1:5000"),
+            mail_server=get("MAIL_SERVER"),
+            mail_port=int(get("MAIL_PORT", "25") or 25),
+            mail_username=get("MAIL_USERNAME"),
+            mail_password=get("MAIL_PASSWORD"),
+            mail_use_tls=_env_bool(get("MAIL_USE_TLS"), default=False),
+            mail_sender=get("MAIL_SENDER", "Attendwise <no-reply@attendwise.invalid>"),
+            encryption_keys=get("ENCRYPTION_KEYS"),
+            max_upload_bytes=int(get("MAX_UPLOAD_BYTES", str(25 * 1024 * 1024))),
+        )
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    def validate(self) -> None:
+        if self.production and self.secret_key == DEFAULT_SECRET_KEY:
+            raise ConfigError(
+                "ATTENDWISE_SECRET_KEY must be set in production: refusing to start with the default key"
+            )
+        if self.production and len(self.secret_key) < 32:
+            raise ConfigError("ATTENDWISE_SECRET_KEY must be at least 32 characters in production")
+
+    def flask_config(self) -> dict[str, Any]:
+        return {
+            "ENV_NAME": self.env,
+            "SECRET_KEY": self.secret_key,
+            "DATABASE_URL": self.database_url,
+            "MIGRATION_DATABASE_URL": self.migration_database_url,
+            "APP_DB_ROLE": self.app_db_role,
+            "REDIS_URL": self.redis_url,
+            "DATA_DIR": str(self.data_dir),
+            "BASE_URL": self.base_url,
+            "MAIL_SERVER": self.mail_server,
+            "MAIL_PORT": self.mail_port,
+            "MAIL_USERNAME": self.mail_username,
+            "MAIL_PASSWORD": self.mail_password,
+            "MAIL_USE_TLS": self.mail_use_tls,
+            "MAIL_SENDER": self.mail_sender,
+            "ENCRYPTION_KEYS": self.encryption_keys,
+            "MAX_CONTENT_LENGTH": self.max_upload_bytes,
+            "SESSION_COOKIE_SECURE": self.production,
+            "SESSION_COOKIE_HTTPONLY": True,
+            "SESSION_COOKIE_SAMESITE": "Lax",
+            "SESSION_COOKIE_NAME": "__Host-aw_session" if self.production else "aw_session",
+            "SESSION_IDLE_MINUTES": 30,
+            "SESSION_ABSOLUTE_HOURS": 12,
+            "TESTING": False,
+        }
