@@ -37,7 +37,7 @@ class Actor:
 
 
 _SYSTEM_ACTOR = Actor()
-_actor: ContextVar[Actor] = ContextVar("attendwise_audit_actor", default=_SYSTEM_ACTOR)  # noqa: B039 - frozen
+_actor: ContextVar[Actor] = ContextVar("attendwise_audit_actor", default=_SYSTEM_ACTOR)
 
 
 def set_actor(actor: Actor) -> None:

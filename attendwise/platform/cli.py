@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 
@@ -12,9 +11,6 @@ from flask.cli import AppGroup, FlaskGroup
 
 from attendwise.platform import tenancy
 from attendwise.platform.db import db
-
-# Feature packages that add commands expose `cli: click.Group` (or a list of commands) in these modules.
-CLI_MODULES = ("attendwise.platform.demo",)
 
 db_cli = AppGroup("db", help="Database migrations (Alembic, shipped inside the package).")
 audit_cli = AppGroup("audit", help="The audit log.")
@@ -107,8 +103,11 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(db_cli)
     app.cli.add_command(audit_cli)
     app.cli.add_command(permissions)
-    for name in CLI_MODULES:
-        module = importlib.import_module(name)
+    from attendwise.platform.demo import demo_command
+    from attendwise.platform.discovery import modules
+
+    app.cli.add_command(demo_command)
+    for module in modules("cli"):
         for command in getattr(module, "COMMANDS", ()):
             app.cli.add_command(command)
 

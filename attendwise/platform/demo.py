@@ -1,13 +1,12 @@
 """``attendwise demo``: a fresh embedded database with one LA, one trust, five schools
 (one per seed policy), a user for every role, then the web server on 127.0.0.1.
 
-Feature packages extend the demo by adding a seeder to :data:`SEEDERS`: a dotted path to
-``seed(session, demo: DemoOrgs)`` called in order after the organisations and users exist.
+Feature packages extend the demo with a ``demo`` module whose ``seed(session, demo: DemoOrgs)``
+is called, in package order, after the organisations and users exist.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from attendwise.platform import tenancy
 from attendwise.platform.db import db
+from attendwise.platform.discovery import modules
 from attendwise.tenants import services
 from attendwise.tenants.models import Organisation, OrgKind
 
@@ -32,8 +32,6 @@ DEMO_SCHOOLS = (
     ("123480", "Dothill Primary School", "Primary", "dothill"),
     ("140010", "Meadow Brook Primary School", "Primary", "prevention-tiers"),
 )
-
-SEEDERS: list[str] = []
 
 
 @dataclass
@@ -92,9 +90,10 @@ def build(session: Session) -> DemoOrgs:
             )
             person(f"staff@{domain}", f"Class Teacher ({school.name})", school, "school_staff")
             person(f"admin@{domain}", f"School Admin ({school.name})", school, "school_admin")
-        for path in SEEDERS:
-            module, _, name = path.rpartition(".")
-            getattr(importlib.import_module(module), name)(session, demo)
+        for module in modules("demo"):
+            seed = getattr(module, "seed", None)  # this module is platform's own "demo"
+            if seed is not None:
+                seed(session, demo)
     return demo
 
 
@@ -130,6 +129,3 @@ def demo_command(port: int, no_serve: bool) -> None:
 
     os.environ.setdefault("ATTENDWISE_BASE_URL", base)
     run_simple("127.0.0.1", port, current_app._get_current_object(), threaded=True, use_reloader=False)  # type: ignore[attr-defined]
-
-
-COMMANDS = (demo_command,)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
-
 from flask import Flask
 
-# Each module exposes `register(app)`. Order only affects the navigation order.
-FEATURE_MODULES = ("attendwise.platform.auth_views", "attendwise.tenants.views")
+from attendwise.platform.discovery import modules
 
 
 def register_all(app: Flask) -> None:
-    for name in FEATURE_MODULES:
-        importlib.import_module(name).register(app)
+    for module in (*modules("views"), *modules("api")):
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(app)

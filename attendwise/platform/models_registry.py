@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import importlib
 
-MODEL_MODULES = (
-    "attendwise.tenants.models",
-    "attendwise.platform.sessions",
-    "attendwise.platform.audit",
-)
+from attendwise.platform.discovery import modules
+
+# Platform models that live outside a `models` module.
+PLATFORM_MODEL_MODULES = ("attendwise.platform.sessions", "attendwise.platform.audit")
 
 
 def import_all() -> None:
-    for name in MODEL_MODULES:
+    for name in PLATFORM_MODEL_MODULES:
         importlib.import_module(name)
+    modules("models")

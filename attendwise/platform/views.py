@@ -33,7 +33,7 @@ def login() -> Any:
     email = ""
     if request.method == "POST":
         email = request.form.get("email", "").strip().lower()
-        password = request.form.get("password", "")  # noqa: S105 - a form field, not a secret
+        password = request.form.get("password", "")
         if not email:
             errors["email"] = "Enter your email address"
         if not password:
