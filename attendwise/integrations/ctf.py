@@ -1,0 +1,781 @@
+"""Read DfE Common Transfer Files (CTF 24 and 25) safely, keeping every problem with its place.
+
+What this module promises:
+
+* **Safe XML.** The file's size is checked against a limit *before* any parsing, and the XML is
+  parsed with ``defusedxml`` with DTDs, entity declarations and external references forbidden,
+  so "billion laughs" and external-entity files are refused, and nothing is fetched.
+* **Tolerant names.** Element names are matched case-insensitively (``CTFversion`` and
+  ``CTFVersion`` both occur), namespaces are ignored, and a pupil's ``Sex`` (CTF 25) or
+  ``Gender`` (older files) is accepted.
+* **Problems, not exceptions.** Each problem has a ``location`` (an element path such as
+  ``CTfile/CTFpupilData/Pupil[3]/UPN``, using the file's own element names; or ``line L,
+  column C`` when the XML itself is malformed) and a plain ``reason``. A pupil is taken whole or
+  not at all: a missing required field, a UPN that fails its check letter, or attendance marks
+  that cannot be read reject that pupil only; the other pupils in the file are still read. A
+  contact with no name is dropped (and reported) while the pupil is kept.
+
+How ``AttendSessions/AttendanceMarks`` is read (see ``docs/cli.md``):
+
+* The string starts on ``AttendanceStartDate`` and runs over consecutive *calendar* days, two
+  sessions per day, AM then PM (the layout of the CTF exporters, which write ``##`` for a day not
+  in session, weekends and holidays included).
+* Each session is one code. Nearly all codes are one character (``/``, ``\\``, ``L``, ``I``...).
+  The codes introduced in August 2024 that have two characters (``C1``, ``C2``, ``J1``,
+  ``Y1``-``Y7``) are a letter followed by a digit; since no attendance code is a bare digit, a
+  letter followed by a digit is read as one two-character code and the reading is unambiguous.
+* ``#`` (not in session) and ``-`` (no mark taken, as SIMS writes it) are sessions without a mark:
+  nothing is stored for them and they count nowhere.
+* Every other code must be a DfE code in force on its date (``attendwise.attendance.codes``);
+  anything else is reported with the date, the session and its character position, and the
+  pupil is rejected rather than imported with a gap in the register. An odd number of sessions
+  (a day with only its AM half) is reported the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+from xml.etree.ElementTree import Element, ParseError
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring
+
+from attendwise.attendance import codes as dfe_codes
+from attendwise.attendance.services import YEAR_GROUPS, check_upn
+
+SUPPORTED_VERSIONS = ("24", "25")
+NOT_IN_SESSION = "#"
+NO_MARK = "-"
+DEFAULT_MAX_BYTES = 25 * 1024 * 1024
+
+# First-language codes that do not indicate English as an additional language: English,
+# believed to be English, information not obtained, refused (DfE language code set).
+NOT_EAL = frozenset({"ENG", "ENB", "NOT", "REF"})
+
+
+class CtfRefused(ValueError):
+    """The file was refused before parsing (too large, unreadable)."""
+
+    def __init__(self, location: str, reason: str) -> None:
+        super().__init__(f"{location}: {reason}")
+        self.location = location
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Problem:
+    location: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"location": self.location, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class SchoolRef:
+    lea: str | None
+    estab: str | None
+    name: str | None = None
+    academic_year: str | None = None
+
+    @property
+    def laestab(self) -> str | None:
+        if self.lea and self.estab:
+            return f"{self.lea}{self.estab}"
+        return None
+
+
+@dataclass(frozen=True)
+class Header:
+    document_name: str | None
+    version: str
+    date_time: dt.datetime | None
+    qualifier: str | None
+    source: SchoolRef
+    destination: SchoolRef | None
+
+
+@dataclass(frozen=True)
+class Phone:
+    kind: str | None
+    number: str
+
+
+@dataclass(frozen=True)
+class Address:
+    lines: tuple[str, ...]
+    postcode: str | None
+
+    def text(self) -> str:
+        return ", ".join([*self.lines, *([self.postcode] if self.postcode else [])])
+
+
+@dataclass(frozen=True)
+class Contact:
+    order: int | None
+    title: str | None
+    surname: str | None
+    forename: str | None
+    relationship: str | None
+    parental_responsibility: bool
+    address: Address | None
+    address_as_pupil: bool
+    phones: tuple[Phone, ...]
+    email: str | None
+    location: str
+
+
+@dataclass(frozen=True)
+class FsmSpell:
+    start: dt.date
+    end: dt.date | None
+
+
+@dataclass(frozen=True)
+class SenSpell:
+    start: dt.date | None
+    provision: str
+
+
+@dataclass(frozen=True)
+class Mark:
+    date: dt.date
+    session: str  # "AM" or "PM"
+    code: str
+
+
+@dataclass(frozen=True)
+class Totals:
+    possible: int | None
+    attended: int | None
+    authorised: int | None
+    unauthorised: int | None
+
+    FIELDS = ("possible", "attended", "authorised", "unauthorised")
+
+    def as_dict(self) -> dict[str, int | None]:
+        return {name: getattr(self, name) for name in self.FIELDS}
+
+
+@dataclass(frozen=True)
+class YearData:
+    year: str | None
+    lea: str | None
+    estab: str | None
+    school_name: str | None
+    totals: Totals
+    start_date: dt.date | None
+    marks: tuple[Mark, ...]
+    has_sessions: bool
+    location: str
+
+
+@dataclass(frozen=True)
+class Pupil:
+    upn: str
+    upn_temporary: bool
+    surname: str
+    forename: str
+    date_of_birth: dt.date
+    sex: str
+    preferred_surname: str | None
+    preferred_forename: str | None
+    middle_names: str | None
+    former_upn: str | None
+    nc_year: str
+    ethnicity: str | None
+    first_language: str | None
+    eal: bool | None
+    looked_after: bool | None
+    care_authority: str | None
+    fsm: tuple[FsmSpell, ...]
+    sen: tuple[SenSpell, ...]
+    address: Address | None
+    contacts: tuple[Contact, ...]
+    years: tuple[YearData, ...]
+    location: str
+
+    @property
+    def marks(self) -> list[Mark]:
+        return [m for year in self.years for m in year.marks]
+
+
+@dataclass
+class CtfFile:
+    header: Header | None = None
+    pupils: list[Pupil] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+# ---- reading the bytes ---------------------------------------------------------------------
+
+
+def read_limited(source: str | os.PathLike[str] | IO[bytes], max_bytes: int) -> bytes:
+    """Return the file's bytes, refusing it when larger than ``max_bytes`` (never reads more)."""
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise CtfRefused(str(path), f"cannot read the file: {exc.strerror}") from exc
+        if size > max_bytes:
+            raise CtfRefused(str(path), _too_large(size, max_bytes))
+        with path.open("rb") as fh:
+            data = fh.read(max_bytes + 1)
+    else:
+        data = source.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise CtfRefused("file", _too_large(None, max_bytes))
+    return data
+
+
+def _too_large(size: int | None, max_bytes: int) -> str:
+    stated = f"{size:,} bytes" if size is not None else "larger than the limit"
+    return f"the file is {stated}; files over {max_bytes:,} bytes are refused before they are read"
+
+
+# ---- element helpers -------------------------------------------------------------------------
+
+
+def _date(raw: str) -> dt.date:
+    """A CTF date: ``yyyy-MM-dd``, also accepted with a midnight time (``yyyy-MM-ddT00:00:00``)."""
+    day, _, time = raw.partition("T")
+    if time.strip("0:") or len(day) != 10:
+        raise ValueError(raw)
+    return dt.date.fromisoformat(day)
+
+
+def _name(el: Element) -> str:
+    tag = el.tag if isinstance(el.tag, str) else ""
+    return tag.rsplit("}", 1)[-1]
+
+
+def _path_name(el: Element | None) -> str:
+    return _name(el) if el is not None else ""
+
+
+def _children(el: Element | None, name: str) -> list[Element]:
+    if el is None:
+        return []
+    wanted = name.lower()
+    return [c for c in el if _name(c).lower() == wanted]
+
+
+def _child(el: Element | None, *names: str) -> Element | None:
+    for name in names:
+        found = _children(el, name)
+        if found:
+            return found[0]
+    return None
+
+
+def _text(el: Element | None, *names: str) -> str | None:
+    node = _child(el, *names) if names else el
+    if node is None or node.text is None:
+        return None
+    value = node.text.strip()
+    return value or None
+
+
+class _Reader:
+    """Walks one file, collecting problems with their element paths."""
+
+    def __init__(
+        self,
+        code_check: Callable[[str, dt.date], str | None],
+        validate_upn: Callable[[str], tuple[str, bool]],
+    ):
+        self.code_check = code_check
+        self.validate_upn = validate_upn
+        self.problems: list[Problem] = []
+
+    def report(self, location: str, reason: str) -> None:
+        self.problems.append(Problem(location, reason))
+
+    # -- scalar conversions (return None and report on bad input) --
+
+    def date(self, el: Element | None, name: str, path: str, *, required: bool = False) -> dt.date | None:
+        raw = _text(el, name)
+        node = _child(el, name)
+        where = f"{path}/{_name(node) if node is not None else name}"
+        if raw is None:
+            if required:
+                self.report(where, f"{name} is missing")
+            return None
+        try:
+            return _date(raw)
+        except ValueError:
+            self.report(where, f"{raw!r} is not a date (expected YYYY-MM-DD)")
+            return None
+
+    def integer(self, el: Element | None, name: str, path: str) -> int | None:
+        raw = _text(el, name)
+        if raw is None:
+            return None
+        if not raw.isdigit():
+            node = _child(el, name)
+            self.report(
+                f"{path}/{_name(node) if node is not None else name}", f"{raw!r} is not a whole number"
+            )
+            return None
+        return int(raw)
+
+    def boolean(self, el: Element | None, name: str, path: str) -> bool | None:
+        raw = _text(el, name)
+        if raw is None:
+            return None
+        value = raw.lower()
+        if value in ("true", "1", "yes", "y"):
+            return True
+        if value in ("false", "0", "no", "n"):
+            return False
+        node = _child(el, name)
+        self.report(f"{path}/{_name(node) if node is not None else name}", f"{raw!r} is not true or false")
+        return None
+
+    # -- the file --
+
+    def header(self, root: Element, root_path: str) -> Header | None:
+        head = _child(root, "Header")
+        path = f"{root_path}/{_name(head) if head is not None else 'Header'}"
+        if head is None:
+            self.report(path, "the file has no Header")
+            return None
+        version = _text(head, "CTFversion")
+        version_node = _child(head, "CTFversion")
+        version_path = f"{path}/{_name(version_node) if version_node is not None else 'CTFversion'}"
+        if version is None:
+            self.report(version_path, "CTFversion is missing")
+            return None
+        major = version.split(".", 1)[0]
+        if major not in SUPPORTED_VERSIONS:
+            self.report(
+                version_path,
+                f"CTF version {version} is not supported: Attendwise reads CTF "
+                f"{' and '.join(SUPPORTED_VERSIONS)}",
+            )
+            return None
+        stamp = _text(head, "DateTime")
+        when = None
+        if stamp is not None:
+            try:
+                when = dt.datetime.fromisoformat(stamp)
+            except ValueError:
+                self.report(f"{path}/DateTime", f"{stamp!r} is not a date and time (yyyy-MM-ddTHH:mm:ss)")
+        source = _child(head, "SourceSchool")
+        dest = _child(head, "DestSchool")
+        return Header(
+            document_name=_text(head, "DocumentName"),
+            version=version,
+            date_time=when,
+            qualifier=_text(head, "DocumentQualifier"),
+            source=SchoolRef(
+                lea=_text(source, "LEA"),
+                estab=_text(source, "Estab"),
+                name=_text(source, "SchoolName"),
+                academic_year=_text(source, "AcademicYear"),
+            ),
+            destination=(
+                SchoolRef(lea=_text(dest, "LEA"), estab=_text(dest, "Estab")) if dest is not None else None
+            ),
+        )
+
+    def pupils(self, root: Element, root_path: str) -> Iterator[Pupil]:
+        data = _child(root, "CTFpupilData")
+        if data is None:
+            return
+        data_path = f"{root_path}/{_name(data)}"
+        for index, el in enumerate(_children(data, "Pupil"), start=1):
+            pupil = self.pupil(el, f"{data_path}/{_name(el)}[{index}]")
+            if pupil is not None:
+                yield pupil
+
+    def pupil(self, el: Element, path: str) -> Pupil | None:
+        before = len(self.problems)
+        upn = self.upn(el, path)
+        names = {}
+        for name in ("Surname", "Forename"):
+            value = _text(el, name)
+            if value is None:
+                self.report(f"{path}/{name}", f"the pupil's {name} is missing")
+            names[name] = value
+        dob = self.date(el, "DOB", path, required=True)
+        sex = self.sex(el, path)
+        basic = _child(el, "BasicDetails")
+        nc_year = self.nc_year(basic, path)
+        looked_after = _child(el, "LookedAfter")
+        years = self.attendance(el, path)
+        fatal = len(self.problems) > before
+        contacts = self.contacts(el, path)
+        fsm = self.fsm(el, path)
+        sen = self.sen(el, path)
+        first_language = self.first_language(basic)
+        if fatal or upn is None or dob is None or sex is None or nc_year is None:
+            self.report(path, "the pupil was not imported because of the problems above")
+            return None
+        return Pupil(
+            upn=upn[0],
+            upn_temporary=upn[1],
+            surname=names["Surname"] or "",
+            forename=names["Forename"] or "",
+            date_of_birth=dob,
+            sex=sex,
+            preferred_surname=_text(basic, "PreferredSurname"),
+            preferred_forename=_text(basic, "PreferredForename"),
+            middle_names=_text(basic, "MiddleNames"),
+            former_upn=_text(basic, "FormerUPN"),
+            nc_year=nc_year,
+            ethnicity=_text(basic, "Ethnicity"),
+            first_language=first_language,
+            eal=None if first_language is None else first_language not in NOT_EAL,
+            looked_after=self.boolean(looked_after, "InCare", f"{path}/LookedAfter"),
+            care_authority=_text(looked_after, "CareAuthority"),
+            fsm=fsm,
+            sen=sen,
+            address=self.address(el),
+            contacts=contacts,
+            years=years,
+            location=path,
+        )
+
+    def upn(self, el: Element, path: str) -> tuple[str, bool] | None:
+        node = _child(el, "UPN")
+        where = f"{path}/{_name(node) if node is not None else 'UPN'}"
+        raw = _text(node)
+        if raw is None:
+            self.report(where, "the pupil's UPN is missing")
+            return None
+        try:
+            return self.validate_upn(raw)
+        except ValueError as exc:
+            self.report(where, str(exc))
+        return None
+
+    def nc_year(self, basic: Element | None, path: str) -> str | None:
+        node = _child(basic, "NCyearActual")
+        where = f"{path}/{_path_name(basic) or 'BasicDetails'}/{_path_name(node) or 'NCyearActual'}"
+        raw = _text(node)
+        if raw is None:
+            self.report(where, "the pupil's NCyearActual (year group) is missing")
+            return None
+        value = raw.upper().lstrip("0") or raw
+        if value not in YEAR_GROUPS:
+            self.report(where, f"{raw!r} is not a year group Attendwise records ({', '.join(YEAR_GROUPS)})")
+            return None
+        return value
+
+    def sex(self, el: Element, path: str) -> str | None:
+        node = _child(el, "Sex", "Gender")
+        where = f"{path}/{_name(node) if node is not None else 'Sex'}"
+        raw = _text(node)
+        if raw is None:
+            self.report(where, "the pupil's Sex (or Gender, before CTF 25) is missing")
+            return None
+        if raw.upper() not in ("M", "F"):
+            self.report(where, f"{raw!r} is not a sex code the CTF allows (M or F)")
+            return None
+        return raw.upper()
+
+    def first_language(self, basic: Element | None) -> str | None:
+        languages = _child(basic, "Languages")
+        for entry in _children(languages, "Type"):
+            if (_text(entry, "LanguageType") or "").upper() == "F":
+                code = _text(entry, "Language")
+                return code.upper() if code else None
+        return None
+
+    def fsm(self, el: Element, path: str) -> tuple[FsmSpell, ...]:
+        history = _child(el, "FSMhistory")
+        spells = []
+        for index, spell in enumerate(_children(history, "FSMinstance"), start=1):
+            spell_path = f"{path}/{_path_name(history)}/{_name(spell)}[{index}]"
+            start = self.date(spell, "FSMstartDate", spell_path, required=True)
+            end = self.date(spell, "FSMendDate", spell_path)
+            if start is not None:
+                spells.append(FsmSpell(start=start, end=end))
+        return tuple(spells)
+
+    def sen(self, el: Element, path: str) -> tuple[SenSpell, ...]:
+        history = _child(el, "SENhistory")
+        spells = []
+        for index, spell in enumerate(_children(history, "SEN"), start=1):
+            spell_path = f"{path}/{_path_name(history)}/{_name(spell)}[{index}]"
+            provision = _text(spell, "SENprovision")
+            if provision is None:
+                self.report(f"{spell_path}/SENprovision", "SENprovision is missing")
+                continue
+            spells.append(
+                SenSpell(start=self.date(spell, "StartDate", spell_path), provision=provision.upper())
+            )
+        return tuple(spells)
+
+    def address(self, el: Element | None) -> Address | None:
+        node = _child(el, "Address")
+        if node is None:
+            return None
+        postcode = None
+        lines: list[str] = []
+        for item in node.iter():
+            if item is node or len(item):
+                continue
+            value = (item.text or "").strip()
+            if not value:
+                continue
+            if _name(item).lower() in ("postcode", "zip"):
+                postcode = value
+            elif _name(item).lower() not in (
+                "uniquepropertyreferencenumber",
+                "country",
+                "easting",
+                "northing",
+            ):
+                lines.append(value)
+        if not lines and postcode is None:
+            return None
+        return Address(lines=tuple(lines), postcode=postcode)
+
+    def phones(self, el: Element | None) -> tuple[Phone, ...]:
+        found = []
+        for phone in _children(_child(el, "Phones"), "Phone"):
+            number = _text(phone, "PhoneNo")
+            if number:
+                found.append(Phone(kind=_text(phone, "TelephoneType"), number=number))
+        return tuple(found)
+
+    def contacts(self, el: Element, path: str) -> tuple[Contact, ...]:
+        container = _child(el, "Contacts")
+        found = []
+        for index, node in enumerate(_children(container, "Contact"), start=1):
+            where = f"{path}/{_path_name(container)}/{_name(node)}[{index}]"
+            surname = _text(node, "Surname")
+            forename = _text(node, "Forename")
+            if surname is None and forename is None:
+                self.report(
+                    where, "the contact has no name (neither Surname nor Forename); it was not imported"
+                )
+                continue
+            if surname is None or forename is None:
+                missing = "Surname" if surname is None else "Forename"
+                self.report(
+                    f"{where}/{missing}",
+                    f"the contact has no {missing}; Attendwise needs both names, so it was not imported",
+                )
+                continue
+            order = self.integer(node, "Order", where)
+            found.append(
+                Contact(
+                    order=order,
+                    title=_text(node, "Title"),
+                    surname=surname,
+                    forename=forename,
+                    relationship=_text(node, "Relationship"),
+                    parental_responsibility=bool(self.boolean(node, "Responsibility", where)),
+                    address=self.address(node),
+                    address_as_pupil=bool(self.boolean(node, "AddressAsPupil", where)),
+                    phones=self.phones(node),
+                    email=_text(node, "Email"),
+                    location=where,
+                )
+            )
+        return tuple(found)
+
+    def attendance(self, el: Element, path: str) -> tuple[YearData, ...]:
+        container = _child(el, "Attendance")
+        years = []
+        seen: dict[tuple[dt.date, str], str] = {}
+        for index, node in enumerate(_children(container, "YearData"), start=1):
+            where = f"{path}/{_path_name(container)}/{_name(node)}[{index}]"
+            year = self.year_data(node, where)
+            for mark in year.marks:
+                key = (mark.date, mark.session)
+                if key in seen and seen[key] != mark.code:
+                    self.report(
+                        f"{where}/AttendSessions/AttendanceMarks",
+                        f"{mark.date.isoformat()} {mark.session} is marked {mark.code!r} here "
+                        f"but {seen[key]!r} in an earlier YearData",
+                    )
+                seen[key] = mark.code
+            years.append(year)
+        return tuple(years)
+
+    def year_data(self, node: Element, where: str) -> YearData:
+        totals = Totals(
+            possible=self.integer(node, "SessionsPossible", where),
+            attended=self.integer(node, "SessionsAttended", where),
+            authorised=self.integer(node, "SessionsAuthorised", where),
+            unauthorised=self.integer(node, "SessionsUnauthorised", where),
+        )
+        sessions = _child(node, "AttendSessions")
+        start = None
+        marks: tuple[Mark, ...] = ()
+        if sessions is not None:
+            sessions_path = f"{where}/{_name(sessions)}"
+            start = self.date(sessions, "AttendanceStartDate", sessions_path, required=True)
+            raw = _text(sessions, "AttendanceMarks") or ""
+            marks_node = _child(sessions, "AttendanceMarks")
+            marks_path = (
+                f"{sessions_path}/{_name(marks_node) if marks_node is not None else 'AttendanceMarks'}"
+            )
+            if start is not None:
+                marks = tuple(self.marks(raw, start, marks_path))
+        return YearData(
+            year=_text(node, "Year"),
+            lea=_text(node, "LEA"),
+            estab=_text(node, "Estab"),
+            school_name=_text(node, "SchoolName"),
+            totals=totals,
+            start_date=start,
+            marks=marks,
+            has_sessions=sessions is not None,
+            location=where,
+        )
+
+    def marks(self, raw: str, start: dt.date, path: str) -> Iterator[Mark]:
+        tokens = list(tokenise_marks(raw))
+        if len(tokens) % 2:
+            self.report(
+                path,
+                f"{len(tokens)} sessions cannot be whole days (two sessions a day, AM then PM): "
+                f"the last day has only its AM session",
+            )
+        for number, (position, code) in enumerate(tokens):
+            if code in (NOT_IN_SESSION, NO_MARK):
+                continue
+            day = start + dt.timedelta(days=number // 2)
+            session = "AM" if number % 2 == 0 else "PM"
+            problem = self.code_check(code, day)
+            if problem is not None:
+                self.report(
+                    path,
+                    f"{day.isoformat()} {session} (character {position + 1}): {problem}",
+                )
+                continue
+            yield Mark(date=day, session=session, code=code)
+
+
+_TWO_CHARACTER = re.compile(r"[A-Za-z][0-9]")
+
+
+def tokenise_marks(raw: str) -> Iterator[tuple[int, str]]:
+    """Split an AttendanceMarks string into (character position, code), one per session.
+
+    A letter followed by a digit is one code (C1, J1, Y3...); every other character is a code
+    on its own. Whitespace (line breaks in long strings) is ignored.
+    """
+    index = 0
+    while index < len(raw):
+        char = raw[index]
+        if char.isspace():
+            index += 1
+            continue
+        if _TWO_CHARACTER.fullmatch(raw[index : index + 2]):
+            yield index, raw[index : index + 2].upper()
+            index += 2
+            continue
+        yield index, char.upper() if char.isalpha() else char
+        index += 1
+
+
+def dfe_code_problem(code: str, day: dt.date) -> str | None:
+    """Why ``code`` cannot be a mark on ``day`` (unknown, or not in force then), or ``None``."""
+    known = dfe_codes.CODES.get(code)
+    if known is None:
+        return f"{code!r} is not a DfE attendance code"
+    return known.validity_problem(day)
+
+
+def parse(
+    data: bytes,
+    *,
+    code_check: Callable[[str, dt.date], str | None] = dfe_code_problem,
+    validate_upn: Callable[[str], tuple[str, bool]] = check_upn,
+) -> CtfFile:
+    """Parse CTF bytes (already size-checked) into pupils and problems."""
+    result = CtfFile()
+    try:
+        root = fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException as exc:
+        result.problems.append(
+            Problem("CTfile", f"the file was refused: it declares a DTD or entities ({type(exc).__name__})")
+        )
+        return result
+    except ParseError as exc:
+        line, column = getattr(exc, "position", (0, 0))
+        result.problems.append(
+            Problem(
+                f"line {line}, column {column + 1}", f"the file is not well-formed XML: {_xml_reason(exc)}"
+            )
+        )
+        return result
+    root_name = _name(root)
+    if root_name.lower() != "ctfile":
+        result.problems.append(Problem(root_name, f"the root element is {root_name}, not CTfile"))
+        return result
+    reader = _Reader(code_check=code_check, validate_upn=validate_upn)
+    result.header = reader.header(root, root_name)
+    if result.header is not None:
+        result.pupils = list(reader.pupils(root, root_name))
+    result.problems.extend(reader.problems)
+    return result
+
+
+def _xml_reason(exc: ParseError) -> str:
+    message = str(exc)
+    return message.split(":", 1)[0] if ": line" in message else message
+
+
+def dfe_class(code: str) -> str:
+    return dfe_codes.DEFAULT_TABLE.class_of(code).value
+
+
+def computed_totals(marks: list[Mark], classify: Callable[[str], str] = dfe_class) -> Totals:
+    """The four CTF totals, computed from marks with ``classify(code)`` giving the DfE class
+    (``present``, ``approved_activity``, ``authorised``, ``unauthorised`` or ``not_counted``)."""
+    counts = {"present": 0, "approved_activity": 0, "authorised": 0, "unauthorised": 0, "not_counted": 0}
+    for mark in marks:
+        counts[classify(mark.code)] += 1
+    attended = counts["present"] + counts["approved_activity"]
+    return Totals(
+        possible=attended + counts["authorised"] + counts["unauthorised"],
+        attended=attended,
+        authorised=counts["authorised"],
+        unauthorised=counts["unauthorised"],
+    )
+
+
+def disagreements(pupil: Pupil, classify: Callable[[str], str] = dfe_class) -> list[dict[str, Any]]:
+    """Each YearData total the file states that its own marks do not bear out."""
+    found: list[dict[str, Any]] = []
+    for year in pupil.years:
+        if not year.has_sessions:
+            continue
+        computed = computed_totals(list(year.marks), classify)
+        for name in Totals.FIELDS:
+            stated = getattr(year.totals, name)
+            if stated is not None and stated != getattr(computed, name):
+                found.append(
+                    {
+                        "total": name,
+                        "year": year.year,
+                        "file": stated,
+                        "marks": getattr(computed, name),
+                        "location": year.location,
+                    }
+                )
+    return found
+
+
+def file_totals(pupil: Pupil) -> dict[str, int | None]:
+    """The totals as the file states them, summed over the pupil's YearData elements."""
+    summed: dict[str, int | None] = {}
+    for name in Totals.FIELDS:
+        values = [getattr(year.totals, name) for year in pupil.years]
+        present = [v for v in values if v is not None]
+        summed[name] = sum(present) if present else None
+    return summed

@@ -1,0 +1,92 @@
+"""Sync runs: each import or MIS sync of a school, its counts, and every record it rejected.
+
+At most one run per school is ``running`` at a time: a unique index over ``org_id`` limited to
+running rows is the lock, so two syncs started together cannot both begin, on PostgreSQL and on
+SQLite alike (see ``services.start_run``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from attendwise.platform.db import Base, TenantMixin, TimestampMixin, utcnow
+
+
+class RunStatus(enum.StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class SyncRun(TenantMixin, Base):
+    __tablename__ = "sync_runs"
+    __table_args__ = (
+        Index(
+            "uq_sync_runs_one_running",
+            "org_id",
+            unique=True,
+            sqlite_where=text("status = 'running'"),
+            postgresql_where=text("status = 'running'"),
+        ),
+        Index("ix_sync_runs_org_started", "org_id", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connector: Mapped[str] = mapped_column(String(40))  # "ctf", "csv", "wonde"
+    source: Mapped[str] = mapped_column(String(255), default="")  # file name, or the MIS school id
+    status: Mapped[RunStatus] = mapped_column(
+        Enum(RunStatus, native_enum=False, length=12, values_callable=lambda e: [m.value for m in e]),
+        default=RunStatus.RUNNING,
+    )
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column()
+    created: Mapped[int] = mapped_column(default=0)
+    updated: Mapped[int] = mapped_column(default=0)
+    unchanged: Mapped[int] = mapped_column(default=0)
+    deleted: Mapped[int] = mapped_column(default=0)
+    rejected: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # counts per kind of record
+    started_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+    rejections: Mapped[list[SyncRejection]] = relationship(
+        back_populates="run", order_by="SyncRejection.id", cascade="all, delete-orphan"
+    )
+
+    def __repr__(self) -> str:
+        return f"<SyncRun {self.id} {self.connector} {self.status}>"
+
+
+class SyncRejection(TenantMixin, Base):
+    """One record a run did not import, with where it is in the source and why."""
+
+    __tablename__ = "sync_rejections"
+    __audit_skip__ = True  # can be thousands per run: services.finish_run audits each run's rejections
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("sync_runs.id", ondelete="CASCADE"), index=True)
+    record: Mapped[str] = mapped_column(String(200))  # e.g. "pupil C835200120001", "row 12"
+    location: Mapped[str] = mapped_column(String(500))
+    reason: Mapped[str] = mapped_column(Text)
+
+    run: Mapped[SyncRun] = relationship(back_populates="rejections")
+
+
+class CsvMapping(TenantMixin, TimestampMixin, Base):
+    """A school's saved column mapping for one kind of CSV export (``marks`` or ``pupils``).
+
+    ``columns`` maps each Attendwise field to the header the school's MIS export uses,
+    e.g. ``{"upn": "UPN", "date": "Date", "session": "Session Name", "code": "Mark"}``.
+    """
+
+    __tablename__ = "csv_mappings"
+    __table_args__ = (UniqueConstraint("org_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    columns: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
