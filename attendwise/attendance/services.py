@@ -1,0 +1,818 @@
+"""State-changing functions for pupils, contacts, households, calendars and marks.
+
+Importers (CTF, CSV, MIS APIs) and the demo call these with plain, normalised records and
+get counts back. Every batch is validated in full before anything is written: a batch with
+any bad row raises :class:`BatchRejected` listing each row number and reason, and nothing
+from it is stored. Functions flush, never commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from flask import current_app
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
+from stdnum.exceptions import InvalidComponent, ValidationError
+from stdnum.gb import upn as stdnum_upn
+
+from attendwise.attendance import marks_codec
+from attendwise.attendance.calendar import (
+    HalfTerm,
+    SchoolCalendar,
+    academic_year_end,
+    academic_year_of,
+    academic_year_start,
+)
+from attendwise.attendance.codes import CODES, DEFAULT_TABLE, NO_MARK, CodeTable, StatClass, decode, encode
+from attendwise.attendance.models import (
+    ClosureKind,
+    CodeOverride,
+    Contact,
+    Enrolment,
+    HouseholdKey,
+    MarkChange,
+    MarkSource,
+    Pupil,
+    PupilContact,
+    PupilMarkYear,
+    RegistrationType,
+    SchoolClosure,
+    SchoolHalfTerm,
+    SenStatus,
+    Sex,
+)
+from attendwise.platform import audit, tenancy
+from attendwise.platform.db import utcnow
+
+YEAR_GROUPS = ("N1", "N2", "R", *(str(n) for n in range(1, 15)))
+# LAs created after python-stdnum's list was made (Northamptonshire, Cumbria reorganisations).
+NEWER_LA_NUMBERS = frozenset({940, 941, 942, 943})
+MAX_MINUTES_LATE = 240
+
+
+@dataclass(frozen=True)
+class RowError:
+    row: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"row {self.row}: {self.reason}"
+
+
+class BatchRejected(ValueError):
+    """A batch with at least one bad row: nothing from it was stored."""
+
+    def __init__(self, what: str, errors: Sequence[RowError], rows: int) -> None:
+        self.errors = list(errors)
+        self.rows = rows
+        shown = "; ".join(str(e) for e in self.errors[:20])
+        more = f" (and {len(self.errors) - 20} more)" if len(self.errors) > 20 else ""
+        super().__init__(
+            f"{what} rejected, nothing stored: {len(self.errors)} problem(s) in {rows} row(s): {shown}{more}"
+        )
+
+
+@dataclass
+class Counts:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+
+
+# ---- UPNs -------------------------------------------------------------------------------
+
+
+class UpnError(ValueError):
+    pass
+
+
+def check_upn(value: str) -> tuple[str, bool]:
+    """Return the compact UPN and whether it is temporary; raise :class:`UpnError` if malformed."""
+    number = stdnum_upn.compact(value or "")
+    try:
+        stdnum_upn.validate(number)
+    except InvalidComponent:
+        if int(number[1:4]) not in NEWER_LA_NUMBERS or stdnum_upn.calc_check_digit(number[1:]) != number[0]:
+            raise UpnError(f"UPN {value!r} has an unknown local-authority number {number[1:4]}") from None
+    except ValidationError as exc:
+        reason = {
+            "InvalidLength": "must be 13 characters",
+            "InvalidFormat": "must be a letter, 11 digits and a final digit or letter",
+            "InvalidChecksum": "check letter does not match (mistyped?)",
+        }.get(type(exc).__name__, "is not valid")
+        raise UpnError(f"UPN {value!r} {reason}") from None
+    return number, number[-1].isalpha()
+
+
+# ---- pupils -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnrolmentRecord:
+    start_date: dt.date
+    leave_date: dt.date | None = None
+    registration_type: str = RegistrationType.MAIN.value
+
+
+@dataclass(frozen=True)
+class PupilRecord:
+    upn: str
+    legal_forename: str
+    legal_surname: str
+    date_of_birth: dt.date
+    year_group: str
+    sex: str = Sex.UNKNOWN.value
+    preferred_forename: str | None = None
+    preferred_surname: str | None = None
+    registration_group: str | None = None
+    sen_status: str = SenStatus.NONE.value
+    fsm: bool = False
+    eal: bool = False
+    looked_after: bool = False
+    child_in_need: bool = False
+    source: str | None = None
+    external_id: str | None = None
+    enrolments: tuple[EnrolmentRecord, ...] = ()
+    row: int | None = None  # the row number in the source file, for error messages
+
+
+_PUPIL_FIELDS = (
+    "upn",
+    "upn_temporary",
+    "legal_forename",
+    "legal_surname",
+    "preferred_forename",
+    "preferred_surname",
+    "date_of_birth",
+    "sex",
+    "year_group",
+    "registration_group",
+    "sen_status",
+    "fsm",
+    "eal",
+    "looked_after",
+    "child_in_need",
+    "source",
+    "external_id",
+)
+
+
+def _row_no(record: PupilRecord | ContactRecord | MarkRow, index: int) -> int:
+    return record.row if record.row is not None else index + 1
+
+
+def _pupil_errors(rec: PupilRecord) -> list[str]:
+    problems = []
+    try:
+        check_upn(rec.upn)
+    except UpnError as exc:
+        problems.append(str(exc))
+    if not (rec.legal_forename or "").strip() or not (rec.legal_surname or "").strip():
+        problems.append("legal forename and surname are required")
+    if rec.year_group not in YEAR_GROUPS:
+        problems.append(f"year group {rec.year_group!r} is not an NC year ({', '.join(YEAR_GROUPS)})")
+    if rec.sex not in {s.value for s in Sex}:
+        problems.append(f"sex {rec.sex!r} must be F, M or U")
+    if rec.sen_status not in {s.value for s in SenStatus}:
+        problems.append(f"SEN status {rec.sen_status!r} must be none, sen_support or ehcp")
+    if not isinstance(rec.date_of_birth, dt.date) or not dt.date(1990, 1, 1) <= rec.date_of_birth:
+        problems.append(f"date of birth {rec.date_of_birth!r} is not a plausible date")
+    for e in rec.enrolments:
+        if e.registration_type not in {r.value for r in RegistrationType}:
+            problems.append(f"registration type {e.registration_type!r} must be main or subsidiary")
+        if e.leave_date is not None and e.leave_date < e.start_date:
+            problems.append(f"enrolment leaves ({e.leave_date}) before it starts ({e.start_date})")
+    return problems
+
+
+def upsert_pupils(session: Session, org_id: int, records: Sequence[PupilRecord]) -> Counts:
+    """Create or update a school's pupils (matched on source + external id, else on UPN)."""
+    _require_writer(org_id)
+    errors: list[RowError] = []
+    seen: dict[str, int] = {}
+    for i, rec in enumerate(records):
+        row = _row_no(rec, i)
+        errors.extend(RowError(row, p) for p in _pupil_errors(rec))
+        key = stdnum_upn.compact(rec.upn or "")
+        if key in seen:
+            errors.append(RowError(row, f"UPN {key} also appears in row {seen[key]}"))
+        seen.setdefault(key, row)
+    if errors:
+        raise BatchRejected("pupil batch", errors, len(records))
+
+    existing = session.scalars(select(Pupil).where(Pupil.org_id == org_id)).all()
+    by_upn = {p.upn: p for p in existing}
+    by_ext = {(p.source, p.external_id): p for p in existing if p.external_id}
+    counts = Counts()
+    for rec in records:
+        upn, temporary = check_upn(rec.upn)
+        values = {
+            **{f: getattr(rec, f) for f in _PUPIL_FIELDS if f not in ("upn", "upn_temporary")},
+            "upn": upn,
+            "upn_temporary": temporary,
+            "sex": Sex(rec.sex),
+            "sen_status": SenStatus(rec.sen_status),
+            "legal_forename": rec.legal_forename.strip(),
+            "legal_surname": rec.legal_surname.strip(),
+        }
+        pupil = by_ext.get((rec.source, rec.external_id)) if rec.external_id else None
+        pupil = pupil or by_upn.get(upn)
+        if pupil is None:
+            pupil = Pupil(org_id=org_id, **values)
+            session.add(pupil)
+            by_upn[upn] = pupil
+            changed = True
+            counts.created += 1
+        else:
+            changed = False
+            for name, value in values.items():
+                if getattr(pupil, name) != value:
+                    setattr(pupil, name, value)
+                    changed = True
+        enrolments_changed = _sync_enrolments(pupil, rec.enrolments)
+        if pupil.id is not None and (changed or enrolments_changed):
+            counts.updated += 1
+        elif pupil.id is not None:
+            counts.unchanged += 1
+    session.flush()
+    return counts
+
+
+def _sync_enrolments(pupil: Pupil, records: Iterable[EnrolmentRecord]) -> bool:
+    wanted = {e.start_date: (e.leave_date, RegistrationType(e.registration_type)) for e in records}
+    if not wanted:
+        return False
+    current = {e.start_date: e for e in pupil.enrolments}
+    changed = False
+    for start, (leave, reg_type) in wanted.items():
+        enrolment = current.get(start)
+        if enrolment is None:
+            pupil.enrolments.append(
+                Enrolment(org_id=pupil.org_id, start_date=start, leave_date=leave, registration_type=reg_type)
+            )
+            changed = True
+        elif (enrolment.leave_date, enrolment.registration_type) != (leave, reg_type):
+            enrolment.leave_date, enrolment.registration_type = leave, reg_type
+            changed = True
+    for start, enrolment in current.items():
+        if start not in wanted:
+            pupil.enrolments.remove(enrolment)
+            changed = True
+    return changed
+
+
+# ---- contacts and households ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ContactLink:
+    pupil_upn: str
+    relationship: str
+    parental_responsibility: bool = False
+    lives_with_pupil: bool = False
+    priority: int = 1
+
+
+@dataclass(frozen=True)
+class ContactRecord:
+    forename: str
+    surname: str
+    links: tuple[ContactLink, ...]
+    title: str | None = None
+    preferred_language: str | None = None
+    address_lines: tuple[str, ...] = ()
+    postcode: str | None = None
+    phones: tuple[tuple[str, str], ...] = ()  # (kind, number): ("mobile", "07700 900123")
+    emails: tuple[str, ...] = ()
+    source: str | None = None
+    external_id: str | None = None
+    row: int | None = None
+
+
+_POSTCODE = re.compile(r"^[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2}$")
+
+
+def normalise_postcode(value: str | None) -> str | None:
+    if not value or not value.strip():
+        return None
+    compact = re.sub(r"\s+", "", value.upper())
+    return f"{compact[:-3]} {compact[-3:]}"
+
+
+def _contact_errors(rec: ContactRecord, upns: set[str]) -> list[str]:
+    problems = []
+    if not rec.forename.strip() or not rec.surname.strip():
+        problems.append("contact forename and surname are required")
+    postcode = normalise_postcode(rec.postcode)
+    if postcode and not _POSTCODE.match(postcode):
+        problems.append(f"postcode {rec.postcode!r} is not a UK postcode")
+    for email in rec.emails:
+        if "@" not in email or email.strip() != email or " " in email:
+            problems.append(f"email {email!r} is not an email address")
+    for kind, number in rec.phones:
+        if len(re.sub(r"\D", "", number)) < 6:
+            problems.append(f"{kind} phone {number!r} has too few digits")
+    if not rec.links:
+        problems.append("a contact must be linked to at least one pupil")
+    for link in rec.links:
+        upn = stdnum_upn.compact(link.pupil_upn or "")
+        if upn not in upns:
+            problems.append(f"no pupil with UPN {link.pupil_upn!r} at this school")
+        if not 1 <= link.priority <= 99:
+            problems.append(f"contact priority {link.priority} must be 1 to 99")
+    return problems
+
+
+def upsert_contacts(session: Session, org_id: int, records: Sequence[ContactRecord]) -> Counts:
+    """Create or update contacts and set, for each, the pupils they are linked to."""
+    _require_writer(org_id)
+    pupils = {p.upn: p for p in session.scalars(select(Pupil).where(Pupil.org_id == org_id))}
+    errors = [
+        RowError(_row_no(rec, i), p)
+        for i, rec in enumerate(records)
+        for p in _contact_errors(rec, set(pupils))
+    ]
+    if errors:
+        raise BatchRejected("contact batch", errors, len(records))
+
+    contacts = session.scalars(select(Contact).where(Contact.org_id == org_id)).all()
+    by_ext = {(c.source, c.external_id): c for c in contacts if c.external_id}
+    by_identity = {_contact_identity(c.forename, c.surname, c.postcode): c for c in contacts}
+    links_by_contact: dict[int, dict[int, PupilContact]] = {}
+    for stored in session.scalars(select(PupilContact).where(PupilContact.org_id == org_id)):
+        links_by_contact.setdefault(stored.contact_id, {})[stored.pupil_id] = stored
+    touched_pupils: set[int] = set()
+    counts = Counts()
+    for rec in records:
+        forename, surname, postcode = (
+            rec.forename.strip(),
+            rec.surname.strip(),
+            normalise_postcode(rec.postcode),
+        )
+        values: dict[str, object] = {
+            "title": rec.title,
+            "forename": forename,
+            "surname": surname,
+            "preferred_language": rec.preferred_language,
+            "address_lines": [line.strip() for line in rec.address_lines if line.strip()],
+            "postcode": postcode,
+            "phones": [{"kind": kind, "number": number.strip()} for kind, number in rec.phones],
+            "emails": [e.lower() for e in rec.emails],
+            "source": rec.source,
+            "external_id": rec.external_id,
+        }
+        contact = by_ext.get((rec.source, rec.external_id)) if rec.external_id else None
+        contact = contact or by_identity.get(_contact_identity(forename, surname, postcode))
+        changed = False
+        if contact is None:
+            contact = Contact(org_id=org_id, **values)
+            session.add(contact)
+            session.flush()
+            by_identity[_contact_identity(contact.forename, contact.surname, contact.postcode)] = contact
+            counts.created += 1
+            is_new = True
+        else:
+            is_new = False
+            for name, value in values.items():
+                if getattr(contact, name) != value:
+                    setattr(contact, name, value)
+                    changed = True
+        current = links_by_contact.setdefault(contact.id, {})
+        wanted = {pupils[stdnum_upn.compact(link.pupil_upn)].id: link for link in rec.links}
+        for pupil_id, link in wanted.items():
+            link_values = {
+                "relationship_to_pupil": link.relationship,
+                "parental_responsibility": link.parental_responsibility,
+                "lives_with_pupil": link.lives_with_pupil,
+                "priority": link.priority,
+            }
+            row = current.get(pupil_id)
+            if row is None:
+                row = PupilContact(org_id=org_id, pupil_id=pupil_id, contact_id=contact.id, **link_values)
+                session.add(row)
+                current[pupil_id] = row
+                changed = True
+            else:
+                for name, value in link_values.items():
+                    if getattr(row, name) != value:
+                        setattr(row, name, value)
+                        changed = True
+        for pupil_id in [p for p in current if p not in wanted]:
+            session.delete(current.pop(pupil_id))
+            touched_pupils.add(pupil_id)
+            changed = True
+        if changed:
+            touched_pupils.update(wanted)
+        if not is_new:
+            counts.updated += changed
+            counts.unchanged += not changed
+    session.flush()
+    if touched_pupils:
+        refresh_household_keys(session, org_id, touched_pupils)
+    return counts
+
+
+def _contact_identity(forename: str, surname: str, postcode: str | None) -> tuple[str, str, str]:
+    return (_fold(forename), _fold(surname), (postcode or "").replace(" ", ""))
+
+
+def _fold(text: str) -> str:
+    """Case-, accent- and punctuation-insensitive form of a name."""
+    decomposed = unicodedata.normalize("NFKD", text or "")
+    return re.sub(r"[^a-z]", "", "".join(c for c in decomposed if not unicodedata.combining(c)).lower())
+
+
+def _phone_digits(number: str) -> str:
+    digits = re.sub(r"\D", "", number)
+    return "0" + digits[2:] if digits.startswith("44") else digits
+
+
+def household_keys_for(contact: Contact) -> set[str]:
+    """Keyed hashes of the contact's name with each of their postcode, emails and phones."""
+    secret = hashlib.sha256(b"attendwise-household-v1:" + current_app.config["SECRET_KEY"].encode()).digest()
+    name = f"{_fold(contact.forename)}|{_fold(contact.surname)}"
+    parts = []
+    if contact.postcode:
+        parts.append("postcode:" + contact.postcode.replace(" ", ""))
+    parts += ["email:" + e.strip().lower() for e in contact.emails]
+    parts += [
+        "phone:" + _phone_digits(p["number"]) for p in contact.phones if len(_phone_digits(p["number"])) >= 10
+    ]
+    return {hmac.new(secret, f"{name}|{part}".encode(), hashlib.sha256).hexdigest() for part in parts}
+
+
+def refresh_household_keys(session: Session, org_id: int, pupil_ids: Iterable[int]) -> None:
+    """Rebuild the sibling-index rows for these pupils from their contacts with parental responsibility."""
+    ids = sorted(set(pupil_ids))
+    if not ids:
+        return
+    links = session.scalars(
+        select(PupilContact).where(
+            PupilContact.org_id == org_id,
+            PupilContact.pupil_id.in_(ids),
+            PupilContact.parental_responsibility.is_(True),
+        )
+    ).all()
+    wanted = {(key, link.pupil_id) for link in links for key in household_keys_for(link.contact)}
+    session.execute(delete(HouseholdKey).where(HouseholdKey.pupil_id.in_(ids)))
+    if wanted:
+        session.execute(
+            insert(HouseholdKey),
+            [{"key": key, "school_id": org_id, "pupil_id": pupil_id} for key, pupil_id in sorted(wanted)],
+        )
+
+
+# ---- calendars ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HalfTermRecord:
+    name: str
+    start_date: dt.date
+    end_date: dt.date
+
+
+@dataclass(frozen=True)
+class ClosureRecord:
+    date: dt.date
+    kind: str = ClosureKind.INSET.value
+    description: str = ""
+
+
+def set_school_calendar(
+    session: Session,
+    org_id: int,
+    academic_year: int,
+    half_terms: Sequence[HalfTermRecord],
+    closures: Sequence[ClosureRecord] = (),
+) -> None:
+    """Replace a school's six half-terms and its INSET days and closures for one academic year."""
+    _require_writer(org_id)
+    start, end = dt.date(academic_year, 8, 1), dt.date(academic_year + 1, 7, 31)
+    errors: list[RowError] = []
+    if len(half_terms) != 6:
+        errors.append(RowError(0, f"an academic year has six half-terms, got {len(half_terms)}"))
+    previous_end: dt.date | None = None
+    for i, ht in enumerate(half_terms, 1):
+        if not start <= ht.start_date <= ht.end_date <= end:
+            errors.append(
+                RowError(
+                    i,
+                    f"{ht.name}: {ht.start_date} to {ht.end_date} is not inside {academic_year}/"
+                    f"{(academic_year + 1) % 100:02d} (1 August to 31 July) or ends before it starts",
+                )
+            )
+        if previous_end is not None and ht.start_date <= previous_end:
+            errors.append(RowError(i, f"{ht.name} starts before the previous half-term ends"))
+        previous_end = ht.end_date
+    for i, closure in enumerate(closures, 1):
+        if not any(ht.start_date <= closure.date <= ht.end_date for ht in half_terms):
+            errors.append(RowError(i, f"closure on {closure.date} is not in term time"))
+        if closure.kind not in {k.value for k in ClosureKind}:
+            errors.append(RowError(i, f"closure kind {closure.kind!r} must be inset or closure"))
+    if errors:
+        raise BatchRejected("school calendar", errors, len(half_terms) + len(closures))
+    session.execute(
+        delete(SchoolHalfTerm).where(
+            SchoolHalfTerm.org_id == org_id, SchoolHalfTerm.academic_year == academic_year
+        )
+    )
+    session.execute(
+        delete(SchoolClosure).where(
+            SchoolClosure.org_id == org_id, SchoolClosure.date >= start, SchoolClosure.date <= end
+        )
+    )
+    for number, ht in enumerate(half_terms, 1):
+        session.add(
+            SchoolHalfTerm(
+                org_id=org_id,
+                academic_year=academic_year,
+                number=number,
+                name=ht.name,
+                start_date=ht.start_date,
+                end_date=ht.end_date,
+            )
+        )
+    for closure in closures:
+        session.add(
+            SchoolClosure(
+                org_id=org_id,
+                date=closure.date,
+                kind=ClosureKind(closure.kind),
+                description=closure.description,
+            )
+        )
+    session.flush()
+
+
+def school_calendar(session: Session, org_id: int, academic_year: int) -> SchoolCalendar:
+    """The school's calendar for one academic year; the England default where it has none."""
+    start, end = academic_year_start(academic_year), academic_year_end(academic_year)
+    rows = session.scalars(
+        select(SchoolHalfTerm)
+        .where(SchoolHalfTerm.org_id == org_id, SchoolHalfTerm.academic_year == academic_year)
+        .order_by(SchoolHalfTerm.number)
+    ).all()
+    closures = session.scalars(
+        select(SchoolClosure).where(
+            SchoolClosure.org_id == org_id, SchoolClosure.date >= start, SchoolClosure.date <= end
+        )
+    ).all()
+    inset = frozenset(c.date for c in closures if c.kind == ClosureKind.INSET)
+    closed = frozenset(c.date for c in closures if c.kind == ClosureKind.CLOSURE)
+    if not rows:
+        default = SchoolCalendar.england_default(academic_year)
+        if not closures:
+            return default
+        return replace(default, inset_days=default.inset_days | inset, closures=closed)
+    return SchoolCalendar(
+        tuple(HalfTerm(r.name, r.start_date, r.end_date) for r in rows), inset_days=inset, closures=closed
+    )
+
+
+# ---- marks ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MarkRow:
+    upn: str
+    date: dt.date | str
+    session: str
+    code: str
+    minutes_late: int | None = None
+    row: int | None = None
+
+
+@dataclass
+class _Mark:
+    pupil_id: int
+    date: dt.date
+    session: str
+    code: str
+    minutes_late: int | None
+
+
+def _validate_marks(
+    session: Session, org_id: int, rows: Sequence[MarkRow]
+) -> tuple[list[_Mark], list[RowError]]:
+    pupils = dict(session.execute(select(Pupil.upn, Pupil.id).where(Pupil.org_id == org_id)).all())
+    calendars: dict[int, SchoolCalendar] = {}
+    seen: dict[tuple[int, dt.date, str], tuple[int, str]] = {}
+    marks: list[_Mark] = []
+    errors: list[RowError] = []
+    for i, rec in enumerate(rows):
+        row = _row_no(rec, i)
+        problems: list[str] = []
+        pupil_id = None
+        try:
+            upn, _temporary = check_upn(rec.upn)
+            pupil_id = pupils.get(upn)
+            if pupil_id is None:
+                problems.append(f"no pupil with UPN {upn} at this school")
+        except UpnError as exc:
+            problems.append(str(exc))
+        day = rec.date
+        if isinstance(day, str):
+            try:
+                day = dt.date.fromisoformat(day.strip())
+            except ValueError:
+                problems.append(f"date {rec.date!r} is not an ISO date (YYYY-MM-DD)")
+        if isinstance(day, dt.date):
+            year = academic_year_of(day)
+            if year not in calendars:
+                calendars[year] = school_calendar(session, org_id, year)
+            if not calendars[year].contains(day):
+                problems.append(f"date {day.isoformat()} is outside the school calendar (in no half-term)")
+        sess = (rec.session or "").strip().upper()
+        if sess not in ("AM", "PM"):
+            problems.append(f"session {rec.session!r} must be AM or PM")
+        code = (rec.code or "").strip()
+        if code not in CODES:
+            problems.append(f"unknown attendance code {rec.code!r}")
+        elif isinstance(day, dt.date) and (why := CODES[code].validity_problem(day)):
+            problems.append(why)
+        if rec.minutes_late is not None and not (
+            isinstance(rec.minutes_late, int) and 0 <= rec.minutes_late <= MAX_MINUTES_LATE
+        ):
+            problems.append(
+                f"minutes late {rec.minutes_late!r} must be a whole number from 0 to {MAX_MINUTES_LATE}"
+            )
+        if not problems and pupil_id is not None and isinstance(day, dt.date):
+            key = (pupil_id, day, sess)
+            earlier = seen.get(key)
+            if earlier is not None and earlier[1] != code:
+                problems.append(
+                    f"{rec.upn} {day.isoformat()} {sess} is coded {code} here "
+                    f"but {earlier[1]} in row {earlier[0]}"
+                )
+            elif earlier is None:
+                seen[key] = (row, code)
+                marks.append(_Mark(pupil_id, day, sess, code, rec.minutes_late))
+        errors.extend(RowError(row, p) for p in problems)
+    return marks, errors
+
+
+def store_marks(session: Session, org_id: int, rows: Sequence[MarkRow], source: str) -> Counts:
+    """Store session marks, keeping every change of an already-stored mark in ``mark_changes``.
+
+    The whole batch is validated first; any bad row rejects all of it (:class:`BatchRejected`).
+    Storing the same marks again changes nothing (rows and versions are untouched). Counts are
+    per session: created (first mark), updated (code or minutes changed), unchanged.
+    """
+    _require_writer(org_id)
+    mark_source = MarkSource(source)
+    marks, errors = _validate_marks(session, org_id, rows)
+    if errors:
+        raise BatchRejected("marks batch", errors, len(rows))
+    counts = Counts(unchanged=len(rows) - len(marks))
+    groups: dict[tuple[int, int], list[_Mark]] = {}
+    for mark in marks:
+        groups.setdefault((mark.pupil_id, academic_year_of(mark.date)), []).append(mark)
+    if not groups:
+        return counts
+    pupil_ids = sorted({p for p, _y in groups})
+    years = sorted({y for _p, y in groups})
+    stored = {
+        (r.pupil_id, r.academic_year): r
+        for r in session.scalars(
+            select(PupilMarkYear).where(
+                PupilMarkYear.org_id == org_id,
+                PupilMarkYear.pupil_id.in_(pupil_ids),
+                PupilMarkYear.academic_year.in_(years),
+            )
+        )
+    }
+    now = utcnow()
+    history: list[dict[str, object]] = []
+    for (pupil_id, year), group in sorted(groups.items(), key=lambda kv: kv[0]):
+        record = stored.get((pupil_id, year))
+        codes = (
+            marks_codec.empty_year(year) if record is None else marks_codec.decode_year(record.codes, year)
+        )
+        late: dict[str, int] = {} if record is None else json.loads(record.minutes_late or "{}")
+        changed = False
+        for mark in group:
+            slot = marks_codec.slot(year, mark.date, mark.session)
+            old, new = int(codes[slot]), encode(mark.code)
+            late_key = marks_codec.minutes_late_key(mark.date, mark.session)
+            late_changed = late.get(late_key) != mark.minutes_late and not (
+                mark.minutes_late is None and late_key not in late
+            )
+            if old == new and not late_changed:
+                counts.unchanged += 1
+                continue
+            changed = True
+            if mark.minutes_late is None:
+                late.pop(late_key, None)
+            else:
+                late[late_key] = mark.minutes_late
+            if old == NO_MARK:
+                counts.created += 1
+            else:
+                counts.updated += 1
+            if old not in (NO_MARK, new):
+                history.append(
+                    {
+                        "org_id": org_id,
+                        "pupil_id": pupil_id,
+                        "date": mark.date,
+                        "session": mark.session,
+                        "old_code": decode(old),
+                        "new_code": mark.code,
+                        "seen_at": now,
+                        "source": mark_source,
+                    }
+                )
+            codes[slot] = new
+        if not changed:
+            continue
+        payload = marks_codec.encode_year(codes, year)
+        late_json = json.dumps(late, sort_keys=True, separators=(",", ":"))
+        if record is None:
+            session.add(
+                PupilMarkYear(
+                    org_id=org_id,
+                    pupil_id=pupil_id,
+                    academic_year=year,
+                    codes=payload,
+                    minutes_late=late_json,
+                    updated_at=now,
+                )
+            )
+        else:
+            record.codes, record.minutes_late, record.updated_at = payload, late_json, now
+    session.flush()
+    if history:
+        session.execute(insert(MarkChange), history)
+    if counts.created or counts.updated:
+        audit.record(
+            session,
+            org_id=org_id,
+            action="marks.store",
+            object_type="pupil_mark_years",
+            detail={
+                "source": mark_source.value,
+                "rows": len(rows),
+                "pupils": len(pupil_ids),
+                "created": counts.created,
+                "updated": counts.updated,
+                "unchanged": counts.unchanged,
+                "changes_kept": len(history),
+            },
+        )
+    return counts
+
+
+# ---- code classifications --------------------------------------------------------------------------
+
+
+def code_table(session: Session) -> CodeTable:
+    """The DfE code table with the platform administrators' corrections applied."""
+    overrides = dict(session.execute(select(CodeOverride.code, CodeOverride.statistical_class)).all())
+    return CodeTable(overrides) if overrides else DEFAULT_TABLE
+
+
+def set_code_override(
+    session: Session,
+    *,
+    code: str,
+    statistical_class: str,
+    reason: str,
+    user_id: int | None,
+    audit_org_id: int,
+) -> CodeOverride:
+    """Correct an unverified code's class for every school (``OverrideError`` if not allowed)."""
+    if not reason.strip():
+        raise ValueError("say why the classification is being corrected")
+    CodeTable({code: statistical_class})  # raises OverrideError for verified or unknown codes
+    override = session.scalar(select(CodeOverride).where(CodeOverride.code == code))
+    previous = override.statistical_class if override else DEFAULT_TABLE[code].stat_class.value
+    if override is None:
+        override = CodeOverride(code=code, statistical_class=statistical_class, reason=reason)
+        session.add(override)
+    override.statistical_class = StatClass(statistical_class).value
+    override.reason, override.changed_by_user_id, override.changed_at = reason.strip(), user_id, utcnow()
+    session.flush()
+    audit.record(
+        session,
+        org_id=audit_org_id,
+        action="code.override",
+        object_type="code_overrides",
+        object_id=override.id,
+        detail={"code": code, "from": previous, "to": override.statistical_class, "reason": override.reason},
+    )
+    return override
+
+
+def _require_writer(org_id: int) -> None:
+    if not tenancy.require().can_write(org_id):
+        raise tenancy.TenantViolation("writing another organisation's attendance data")
