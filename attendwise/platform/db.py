@@ -83,7 +83,16 @@ def _tenant_read_criteria(ctx: tenancy.TenantContext) -> Any:
 
 
 def _touches_tenant_table(state: ORMExecuteState) -> bool:
-    return any(issubclass(m.class_, TenantMixin) for m in state.all_mappers)
+    """True when the statement reads a tenant table, also through a ``lazy="joined"`` relationship."""
+    for mapper in state.all_mappers:
+        if issubclass(mapper.class_, TenantMixin):
+            return True
+        if any(
+            rel.lazy == "joined" and issubclass(rel.mapper.class_, TenantMixin)
+            for rel in mapper.relationships
+        ):
+            return True
+    return False
 
 
 def _on_orm_execute(state: ORMExecuteState) -> None:
@@ -91,10 +100,10 @@ def _on_orm_execute(state: ORMExecuteState) -> None:
     _sync_postgres_tenant(state.session, ctx)
     if not (state.is_select or state.is_update or state.is_delete):
         return
-    if not _touches_tenant_table(state):
-        return
     if ctx is None:
-        raise tenancy.TenantContextMissing("query on a tenant-owned table with no tenant context")
+        if _touches_tenant_table(state):
+            raise tenancy.TenantContextMissing("query on a tenant-owned table with no tenant context")
+        return
     if ctx.system:
         return
     if state.is_select:
