@@ -137,7 +137,8 @@ class SchoolCalendar:
 
     Usually one academic year of six half-terms (:meth:`england_default`), but any ordered,
     non-overlapping sequence of named half-terms is accepted, so one calendar may span years.
-    ``extra_days`` are days made school days by a mark (e.g. a Saturday session).
+    ``extra_days`` are days made school days by a mark (e.g. a Saturday session). With
+    ``weekday_rule`` off (a calendar inferred from marks alone), only ``extra_days`` are school days.
     """
 
     half_terms: tuple[HalfTerm, ...]
@@ -145,6 +146,7 @@ class SchoolCalendar:
     closures: frozenset[date] = frozenset()
     extra_days: frozenset[date] = frozenset()
     bank_holidays: frozenset[date] = field(default=frozenset())
+    weekday_rule: bool = True
 
     def __post_init__(self) -> None:
         if not self.half_terms:
@@ -213,6 +215,21 @@ class SchoolCalendar:
         return cls(tuple(half_terms), inset_days=frozenset(inset), bank_holidays=bank)
 
     @classmethod
+    def inferred(cls, marked_days: Iterable[date]) -> SchoolCalendar:
+        """The calendar when none is given: school days are exactly the days with a mark.
+
+        Half-terms are unknown, so each academic year covered is one period named "2024/25".
+        """
+        days = frozenset(marked_days)
+        if not days:
+            raise CalendarError("no marked days to infer a calendar from")
+        years = range(academic_year_of(min(days)), academic_year_of(max(days)) + 1)
+        half_terms = tuple(
+            HalfTerm(academic_year_label(y), academic_year_start(y), academic_year_end(y)) for y in years
+        )
+        return cls(half_terms, extra_days=days, weekday_rule=False)
+
+    @classmethod
     def from_csv(cls, text: str) -> SchoolCalendar:
         """Parse the CLI's calendar file: CSV with the header ``name,start,end`` (ISO dates).
 
@@ -257,12 +274,12 @@ class SchoolCalendar:
             writer.writerow([h.name, h.start.isoformat(), h.end.isoformat()])
         return out.getvalue()
 
-    def with_marked_days(self, days: Iterable[date]) -> SchoolCalendar:
-        """This calendar where every day in ``days`` (inside a half-term) is a school day."""
-        extra = frozenset(d for d in days if not self._weekday_rule(d))
-        if not extra - self.extra_days:
-            return self
-        return replace(self, extra_days=self.extra_days | extra)
+    def with_marked_days(self, days: Iterable[date], closed: Iterable[date] = ()) -> SchoolCalendar:
+        """This calendar where every day in ``days`` (inside a half-term) is a school day and every
+        day in ``closed`` (e.g. marked ``#`` for everyone) is a planned closure."""
+        closures = self.closures | frozenset(closed)
+        extra = frozenset(d for d in days if d not in closures and not self._weekday_rule(d))
+        return replace(self, extra_days=(self.extra_days - closures) | extra, closures=closures)
 
     # -- queries --------------------------------------------------------------------------------
 
@@ -300,7 +317,8 @@ class SchoolCalendar:
 
     def _weekday_rule(self, day: date) -> bool:
         return (
-            day.weekday() < 5
+            self.weekday_rule
+            and day.weekday() < 5
             and day not in self.bank_holidays
             and day not in self.inset_days
             and day not in self.closures
@@ -309,7 +327,7 @@ class SchoolCalendar:
     def is_school_day(self, day: date) -> bool:
         if self.half_term_of(day) is None:
             return False
-        return day in self.extra_days or self._weekday_rule(day)
+        return (day in self.extra_days and day not in self.closures) or self._weekday_rule(day)
 
     def school_days(self, start: date, end: date) -> list[date]:
         return [d for d in days_between(max(start, self.start), min(end, self.end)) if self.is_school_day(d)]
@@ -324,8 +342,23 @@ class SchoolCalendar:
 
     def open_mask(self, axis_start: date, ndays: int) -> np.ndarray:
         """Boolean per day from ``axis_start``: is it a school day."""
-        days = (axis_start + timedelta(days=n) for n in range(ndays))
-        return np.fromiter((self.is_school_day(d) for d in days), dtype=bool, count=ndays)
+        in_calendar = self.half_term_index(axis_start, ndays) >= 0
+        open_days = in_calendar.copy()
+        if self.weekday_rule:
+            weekday = (np.arange(ndays) + axis_start.weekday()) % 7
+            open_days &= weekday < 5
+            self._set(open_days, axis_start, self.bank_holidays | self.inset_days, value=False)
+        else:
+            open_days[:] = False
+        self._set(open_days, axis_start, self.extra_days, value=True)
+        self._set(open_days, axis_start, self.closures, value=False)
+        return open_days & in_calendar
+
+    @staticmethod
+    def _set(mask: np.ndarray, axis_start: date, days: Iterable[date], *, value: bool) -> None:
+        offsets = [(d - axis_start).days for d in days]
+        inside = [o for o in offsets if 0 <= o < len(mask)]
+        mask[inside] = value
 
     def half_term_index(self, axis_start: date, ndays: int) -> np.ndarray:
         """Per day from ``axis_start``: the index of its half-term in :attr:`half_terms`, or -1."""
