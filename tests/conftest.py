@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, g
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import scoped_session, sessionmaker
@@ -126,9 +126,22 @@ def db_session(app: Flask) -> Iterator[AttendwiseSession]:
         connection.close()
 
 
+class FreshGlobalsClient(FlaskClient):
+    """Each request starts with an empty ``g``, as in production.
+
+    ``db_session`` keeps one app context pushed for the whole test and Flask reuses it for
+    every test request, so without this ``g`` (the principal, Flask-WTF's cached CSRF token)
+    would leak from one request into the next.
+    """
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        g._get_current_object().__dict__.clear()
+        return super().open(*args, **kwargs)
+
+
 @pytest.fixture
 def client(app: Flask, db_session: AttendwiseSession) -> FlaskClient:
-    return app.test_client()
+    return FreshGlobalsClient(app, app.response_class, use_cookies=True)
 
 
 @pytest.fixture(autouse=True)

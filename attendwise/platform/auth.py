@@ -81,6 +81,7 @@ def establish(principal: Principal) -> None:
 
 
 def _load_session_principal() -> None:
+    g.pop("principal", None)
     user_id = session.get("_user_id")
     if not user_id or not session.get("mfa_ok", True):
         return
