@@ -53,9 +53,9 @@ EVENTS = (
     "support_declined",
     "slt_decision",
 )
-WINDOWS = ("year_to_date", "term", "half_term", "since_stage_entry", "since_ladder_entry", "previous_year")
+WINDOWS = ("year_to_date", "term", "half_term", "since_stage_entry", "since_ladder_entry")
 WINDOW_PATTERN = (
-    r"^(year_to_date|term|half_term|since_stage_entry|since_ladder_entry|previous_year"
+    r"^(year_to_date|term|half_term|since_stage_entry|since_ladder_entry"
     r"|last_([1-9]|[1-4][0-9]|5[0-2])_weeks)$"
 )
 EVERY = (

@@ -1,0 +1,763 @@
+"""The policy engine: where each pupil stands on the school's ladder today, and what must happen.
+
+The engine is pure and vectorised over pupils. Its inputs are
+
+* a compiled :class:`~attendwise.policies.document.Policy`;
+* a :class:`LadderState`: each pupil's stage, the day they entered it and their first stage of
+  this episode (the ladder), with a snapshot of their counts on each of those days;
+* :class:`Facts`: this year's metrics from :mod:`attendwise.attendance.metrics` (one
+  computation over the year to date serves every condition: "since stage entry" windows are the
+  counts now minus the snapshot), school-day and school-week clocks from each pupil's calendar,
+  staff-recorded events and recorded support.
+
+Each condition compiles to a numpy mask over pupils, so a whole local authority costs a few
+dozen array operations per stage. Only pupils who move are explained in Python.
+
+Rules, in order, for a pupil due for evaluation (their stage's monitoring cadence, or an event
+recorded today):
+
+1. a pupil who already moved today stays put (evaluating twice changes nothing);
+2. a new academic year returns every pupil to the base stage when the policy starts afresh;
+3. the current stage's ``leave`` rules, in document order (events, plan closed, de-escalation);
+4. otherwise the highest stage the pupil may enter (``from``, ``after_weeks``, ``when``);
+5. a move into a stage with an action of legal weight is *proposed* to the sign-off role unless
+   sign-off is taken as given; a stage with a support-first gate waits for recorded support.
+
+Decisions reach casework through a :class:`DecisionSink`; the engine writes no tables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from attendwise.attendance.calendar import SchoolCalendar, academic_year_of
+from attendwise.attendance.codes import CODE_INDEX
+from attendwise.attendance.metrics import PN_THRESHOLD, PupilMetrics
+from attendwise.policies.document import (
+    Action,
+    AllOf,
+    AnyOf,
+    AtStage,
+    Comparison,
+    Condition,
+    EventSeen,
+    Flag,
+    Metric,
+    NotOf,
+    Policy,
+    Recurring,
+    Stage,
+)
+
+SNAP_FIELDS = ("attended", "possible", "absent", "unauthorised", "unexplained", "late_l", "late_u")
+_SNAP = {name: i for i, name in enumerate(SNAP_FIELDS)}
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def fmt_date(day: dt.date) -> str:
+    return f"{day.day} {day:%b %Y}"
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass
+class LadderState:
+    """Where every pupil of one school stands. Dates are ordinals (``date.toordinal()``), 0 = never."""
+
+    upns: list[str]
+    stage: np.ndarray
+    entered: np.ndarray
+    ladder_entered: np.ndarray
+    snap: np.ndarray
+    snap_year: np.ndarray
+    ladder_snap: np.ndarray
+    ladder_year: np.ndarray
+    attendance_at_entry: np.ndarray
+
+    @classmethod
+    def initial(cls, upns: Sequence[str], base_stage: int) -> LadderState:
+        n = len(upns)
+        return cls(
+            upns=list(upns),
+            stage=np.full(n, base_stage, dtype=np.int16),
+            entered=np.zeros(n, dtype=np.int64),
+            ladder_entered=np.zeros(n, dtype=np.int64),
+            snap=np.zeros((n, len(SNAP_FIELDS))),
+            snap_year=np.zeros(n, dtype=np.int32),
+            ladder_snap=np.zeros((n, len(SNAP_FIELDS))),
+            ladder_year=np.zeros(n, dtype=np.int32),
+            attendance_at_entry=np.full(n, np.nan),
+        )
+
+    def copy(self) -> LadderState:
+        return LadderState(
+            upns=self.upns,
+            stage=self.stage.copy(),
+            entered=self.entered.copy(),
+            ladder_entered=self.ladder_entered.copy(),
+            snap=self.snap.copy(),
+            snap_year=self.snap_year.copy(),
+            ladder_snap=self.ladder_snap.copy(),
+            ladder_year=self.ladder_year.copy(),
+            attendance_at_entry=self.attendance_at_entry.copy(),
+        )
+
+
+# --------------------------------------------------------------------------- facts
+
+
+@dataclass(frozen=True)
+class Clock:
+    """School days and school weeks of one calendar, counted along a day axis."""
+
+    axis_start: int
+    cum_days: np.ndarray
+    cum_weeks: np.ndarray
+
+    @classmethod
+    def of(cls, calendar: SchoolCalendar, start: dt.date, end: dt.date) -> Clock:
+        ndays = (end - start).days + 1
+        open_days = calendar.open_mask(start, ndays)
+        week_id = (np.arange(ndays) + start.weekday()) // 7
+        week_open = np.bincount(week_id, weights=open_days.astype(np.float64)) > 0
+        return cls(
+            axis_start=start.toordinal(),
+            cum_days=np.cumsum(open_days),
+            cum_weeks=np.cumsum(week_open)[week_id],
+        )
+
+    def _index(self, ordinals: np.ndarray) -> np.ndarray:
+        return np.clip(ordinals - self.axis_start, 0, len(self.cum_days) - 1)
+
+    def weeks(self, since: np.ndarray, on: int) -> np.ndarray:
+        """School weeks from each ``since`` day to ``on`` (a week counts once its Monday is reached)."""
+        now = self.cum_weeks[self._index(np.array([on]))[0]]
+        return np.where(since > 0, now - self.cum_weeks[self._index(since)], 0)
+
+    def days(self, since: np.ndarray, on: int) -> np.ndarray:
+        """School days after each ``since`` day up to and including ``on``."""
+        now = self.cum_days[self._index(np.array([on]))[0]]
+        return np.where(since > 0, now - self.cum_days[self._index(since)], 0)
+
+
+@dataclass
+class EventLog:
+    """Staff-recorded events: for each event name, each pupil's event dates (ordinals), sorted."""
+
+    dates: dict[str, dict[int, list[int]]] = field(default_factory=dict)
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple[int, dt.date, str]]) -> EventLog:
+        log = cls()
+        for row, day, name in rows:
+            log.dates.setdefault(name, {}).setdefault(row, []).append(day.toordinal())
+        for per_pupil in log.dates.values():
+            for days in per_pupil.values():
+                days.sort()
+        return log
+
+    def latest(self, name: str, n: int, on: int) -> np.ndarray:
+        """Per pupil, the latest day of ``name`` on or before ``on`` (0 when none)."""
+        out = np.zeros(n, dtype=np.int64)
+        for row, days in self.dates.get(name, {}).items():
+            earlier = [d for d in days if d <= on]
+            if earlier:
+                out[row] = earlier[-1]
+        return out
+
+    def rows_on(self, on: int) -> set[int]:
+        return {row for per_pupil in self.dates.values() for row, days in per_pupil.items() if on in days}
+
+    def any_between(self, names: Sequence[str], row: int, after: int, on: int) -> bool:
+        return any(after < d <= on for name in names for d in self.dates.get(name, {}).get(row, []))
+
+
+@dataclass
+class Facts:
+    """What is known about every pupil of a school on one day."""
+
+    on: dt.date
+    metrics: PupilMetrics
+    half_term_column: np.ndarray
+    """Per pupil: the column of today's half-term in the metrics' lates by half-term (-1: none)."""
+    clocks: Sequence[Clock]
+    calendar_of: np.ndarray
+    events: EventLog = field(default_factory=EventLog)
+    support: np.ndarray | None = None
+    previous_year_attendance: np.ndarray | None = None
+    window: Callable[[str], PupilMetrics] | None = None
+    """Metrics over another named window (half_term, term, last_N_weeks), computed on demand."""
+    _cache: dict[Any, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def n(self) -> int:
+        return len(self.metrics)
+
+    @property
+    def ordinal(self) -> int:
+        return self.on.toordinal()
+
+    @property
+    def year(self) -> int:
+        return academic_year_of(self.on)
+
+    def counts(self) -> np.ndarray:
+        """This year's counts in :data:`SNAP_FIELDS` order (n x 7)."""
+        if "counts" not in self._cache:
+            m = self.metrics
+            self._cache["counts"] = np.stack(
+                [
+                    m.attended,
+                    m.possible,
+                    m.absent,
+                    m.unauthorised,
+                    m.code_counts[:, CODE_INDEX["N"]],
+                    m.late_before_close,
+                    m.late_after_close,
+                ],
+                axis=1,
+            ).astype(np.float64)
+        return self._cache["counts"]
+
+    def half_term_lates(self, kind: str) -> np.ndarray:
+        key = ("half_term_lates", kind)
+        if key not in self._cache:
+            m = self.metrics
+            col = self.half_term_column
+            rows = np.arange(self.n)
+            safe = np.maximum(col, 0)
+            width = m.late_before_close_by_half_term.shape[1]
+            safe = np.minimum(safe, max(width - 1, 0))
+            early = m.late_before_close_by_half_term[rows, safe] if width else np.zeros(self.n)
+            after = m.late_after_close_by_half_term[rows, safe] if width else np.zeros(self.n)
+            value = {"L": early, "U": after, "any": early + after}[kind]
+            self._cache[key] = np.where(col >= 0, value, 0)
+        return self._cache[key]
+
+    def weeks_since(self, ordinals: np.ndarray) -> np.ndarray:
+        out = np.zeros(self.n, dtype=np.int64)
+        for i, clock in enumerate(self.clocks):
+            rows = self.calendar_of == i
+            out[rows] = clock.weeks(ordinals[rows], self.ordinal)
+        return out
+
+    def days_since(self, ordinals: np.ndarray) -> np.ndarray:
+        out = np.zeros(self.n, dtype=np.int64)
+        for i, clock in enumerate(self.clocks):
+            rows = self.calendar_of == i
+            out[rows] = clock.days(ordinals[rows], self.ordinal)
+        return out
+
+    def event_seen(self, name: str, since: np.ndarray) -> np.ndarray:
+        latest = self._cache.get(("event", name))
+        if latest is None:
+            latest = self.events.latest(name, self.n, self.ordinal)
+            self._cache[("event", name)] = latest
+        return (latest > 0) & (latest > since)
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+@dataclass(frozen=True)
+class ActionDecision:
+    """One thing to do for one pupil, keyed so that recording it twice creates it once."""
+
+    key: str
+    upn: str
+    on: dt.date
+    kind: str
+    detail: str
+    stage: int
+    source: str
+    policy: str
+    params: tuple[tuple[str, Any], ...] = ()
+    sign_off: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "detail": self.detail}
+        params = dict(self.params)
+        if self.kind == "referral":
+            out["referral_kind"] = params["referral_kind"]
+        return out
+
+
+@dataclass(frozen=True)
+class TransitionDecision:
+    key: str
+    upn: str
+    on: dt.date
+    from_stage: int
+    to_stage: int
+    to_name: str
+    reason: str
+    explanation: str
+    policy: str
+    status: str
+    """``applied``; ``proposed`` (waits for ``sign_off``); ``awaiting_support`` (support-first gate)."""
+    sign_off: str | None
+    actions: tuple[ActionDecision, ...]
+
+
+class DecisionSink(Protocol):
+    """Where decisions go. Casework implements it with cases and tasks; it must be idempotent by key."""
+
+    def transition(self, decision: TransitionDecision) -> None: ...
+
+    def action(self, decision: ActionDecision) -> None: ...
+
+
+@dataclass
+class MemorySink:
+    """Keeps decisions in memory (simulations and dry runs); a key seen before is ignored."""
+
+    transitions: dict[str, TransitionDecision] = field(default_factory=dict)
+    actions: dict[str, ActionDecision] = field(default_factory=dict)
+
+    def transition(self, decision: TransitionDecision) -> None:
+        self.transitions.setdefault(decision.key, decision)
+
+    def action(self, decision: ActionDecision) -> None:
+        self.actions.setdefault(decision.key, decision)
+
+
+@dataclass
+class Evaluation:
+    state: LadderState
+    transitions: list[TransitionDecision]
+    actions: list[ActionDecision]
+
+    def publish(self, sink: DecisionSink) -> None:
+        for t in self.transitions:
+            sink.transition(t)
+        for a in self.actions:
+            sink.action(a)
+
+
+# --------------------------------------------------------------------------- conditions
+
+
+@dataclass
+class _Context:
+    facts: Facts
+    state: LadderState
+
+    def since(self, which: str) -> np.ndarray:
+        return self.state.entered if which == "stage_entry" else self.state.ladder_entered
+
+    def window_counts(self, window: str) -> np.ndarray:
+        """Counts (n x 7) since stage or ladder entry: now minus the snapshot of the same year."""
+        now = self.facts.counts()
+        if window == "since_stage_entry":
+            snap, year = self.state.snap, self.state.snap_year
+        else:
+            snap, year = self.state.ladder_snap, self.state.ladder_year
+        same_year = (year == self.facts.year)[:, None]
+        return now - np.where(same_year, snap, 0.0)
+
+
+_COUNT_FIELD = {
+    "sessions_missed": "absent",
+    "unauthorised_sessions": "unauthorised",
+    "unexplained_sessions": "unexplained",
+}
+
+
+def metric_values(ctx: _Context, metric: Metric) -> np.ndarray:
+    facts, window = ctx.facts, metric.cmp.window or "year_to_date"
+    name = metric.metric
+    if name == "improvement":
+        gain = facts.metrics.attendance_pct - ctx.state.attendance_at_entry
+        return np.nan_to_num(gain, nan=0.0)
+    if name == "weeks_in_stage":
+        return facts.weeks_since(ctx.state.entered).astype(np.float64)
+    if name == "weeks_on_ladder":
+        return facts.weeks_since(ctx.state.ladder_entered).astype(np.float64)
+    if name == "school_days_in_stage":
+        return facts.days_since(ctx.state.entered).astype(np.float64)
+    if name == "end_of_year_attendance":
+        if facts.previous_year_attendance is None:
+            return np.full(facts.n, np.nan)
+        return facts.previous_year_attendance
+    if name == "lates" and window == "half_term":
+        return facts.half_term_lates(metric.late_kind).astype(np.float64)
+    if window in ("since_stage_entry", "since_ladder_entry"):
+        counts = ctx.window_counts(window)
+        return _from_counts(counts, name, metric.late_kind)
+    if window == "year_to_date":
+        return _from_counts(facts.counts(), name, metric.late_kind)
+    if facts.window is None:
+        raise ValueError(f"no metrics are available for the window {window!r}")
+    other = facts.window(window)
+    counts = np.stack(
+        [
+            other.attended,
+            other.possible,
+            other.absent,
+            other.unauthorised,
+            other.code_counts[:, CODE_INDEX["N"]],
+            other.late_before_close,
+            other.late_after_close,
+        ],
+        axis=1,
+    ).astype(np.float64)
+    return _from_counts(counts, name, metric.late_kind)
+
+
+def _from_counts(counts: np.ndarray, name: str, late_kind: str) -> np.ndarray:
+    if name == "attendance":
+        possible = counts[:, _SNAP["possible"]]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(possible > 0, 100.0 * counts[:, _SNAP["attended"]] / possible, np.nan)
+    if name == "lates":
+        early, after = counts[:, _SNAP["late_l"]], counts[:, _SNAP["late_u"]]
+        return {"L": early, "U": after, "any": early + after}[late_kind]
+    return counts[:, _SNAP[_COUNT_FIELD[name]]]
+
+
+def compare(values: np.ndarray, cmp: Comparison) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        mask = ~np.isnan(values)
+        if cmp.below is not None:
+            mask &= values < cmp.below
+        if cmp.at_most is not None:
+            mask &= values <= cmp.at_most
+        if cmp.at_least is not None:
+            mask &= values >= cmp.at_least
+        if cmp.above is not None:
+            mask &= values > cmp.above
+    return mask
+
+
+def flag_values(ctx: _Context, name: str) -> np.ndarray:
+    m = ctx.facts.metrics
+    if name == "persistent_absence":
+        return np.asarray(m.persistent_absence)
+    if name == "severe_absence":
+        return np.asarray(m.severe_absence)
+    if name == "penalty_notice_threshold":
+        return np.asarray(m.max_unauthorised_in_10_school_weeks >= PN_THRESHOLD)
+    support = ctx.facts.support
+    recorded = np.zeros(ctx.facts.n, dtype=bool) if support is None else support.copy()
+    for event in ("support_accepted", "support_declined"):
+        recorded |= ctx.facts.event_seen(event, np.zeros(ctx.facts.n, dtype=np.int64))
+    return recorded
+
+
+def holds(cond: Condition, ctx: _Context) -> np.ndarray:
+    """The pupils for whom ``cond`` is true, as a boolean mask."""
+    if isinstance(cond, AllOf):
+        mask = np.ones(ctx.facts.n, dtype=bool)
+        for item in cond.items:
+            mask &= holds(item, ctx)
+        return mask
+    if isinstance(cond, AnyOf):
+        mask = np.zeros(ctx.facts.n, dtype=bool)
+        for item in cond.items:
+            mask |= holds(item, ctx)
+        return mask
+    if isinstance(cond, NotOf):
+        return ~holds(cond.item, ctx)
+    if isinstance(cond, Flag):
+        values = flag_values(ctx, cond.name)
+        return values if cond.value else ~values
+    if isinstance(cond, EventSeen):
+        return ctx.facts.event_seen(cond.event, ctx.since(cond.since))
+    if isinstance(cond, AtStage):
+        return np.isin(ctx.state.stage, cond.numbers)
+    return compare(metric_values(ctx, cond), cond.cmp)
+
+
+# --------------------------------------------------------------------------- explanations
+
+_WINDOW_WORDS = {
+    "year_to_date": "this year",
+    "half_term": "this half-term",
+    "term": "this term",
+    "since_stage_entry": "since the stage began",
+    "since_ladder_entry": "since the pupil's first stage",
+}
+_METRIC_WORDS = {
+    "sessions_missed": "sessions missed",
+    "unauthorised_sessions": "unauthorised or unexplained sessions",
+    "unexplained_sessions": "unexplained (N) sessions",
+}
+
+
+def _window_words(window: str | None) -> str:
+    w = window or "year_to_date"
+    if w.startswith("last_"):
+        return f"over the last {w.split('_')[1]} school weeks"
+    return _WINDOW_WORDS[w]
+
+
+def explain(cond: Condition, ctx: _Context, row: int) -> list[str]:
+    """The parts of ``cond`` that hold for pupil ``row``, in words with the pupil's figures."""
+    if isinstance(cond, AllOf):
+        return [p for item in cond.items for p in explain(item, ctx, row)]
+    if isinstance(cond, AnyOf):
+        for item in cond.items:
+            if holds(item, ctx)[row]:
+                return explain(item, ctx, row)
+        return []
+    if isinstance(cond, NotOf):
+        return [f"not ({'; '.join(explain(cond.item, ctx, row)) or 'condition'})"]
+    if isinstance(cond, Flag):
+        m = ctx.facts.metrics
+        absence = m.absence_pct[row]
+        words = {
+            "persistent_absence": f"persistently absent (absence {absence:.1f}%)",
+            "severe_absence": f"severely absent (absence {absence:.1f}%)",
+            "penalty_notice_threshold": (
+                f"{int(m.max_unauthorised_in_10_school_weeks[row])} unauthorised sessions in 10 school weeks "
+                "(the penalty-notice threshold)"
+            ),
+            "support_recorded": "support on record",
+        }[cond.name]
+        return [words if cond.value else f"not {words}"]
+    if isinstance(cond, EventSeen):
+        since = int(ctx.since(cond.since)[row])
+        latest = ctx.facts.events.latest(cond.event, ctx.facts.n, ctx.facts.ordinal)[row]
+        when = fmt_date(dt.date.fromordinal(int(latest))) if latest > since else "not yet"
+        return [f"{cond.event.replace('_', ' ')} ({when})"]
+    if isinstance(cond, AtStage):
+        return [f"at stage {int(ctx.state.stage[row])}"]
+    value = float(metric_values(ctx, cond)[row])
+    bound = cond.cmp.describe()
+    name = cond.metric
+    if name in ("attendance", "end_of_year_attendance"):
+        where = (
+            "at the end of last year" if name == "end_of_year_attendance" else _window_words(cond.cmp.window)
+        )
+        return [f"attendance {value:.1f}% {where} ({cond.cmp.describe('%')})"]
+    if name == "improvement":
+        entered = int(ctx.state.entered[row])
+        began = f" since {fmt_date(dt.date.fromordinal(entered))}" if entered else ""
+        return [f"improvement of {value:+.1f} points{began} ({bound})"]
+    if name in ("weeks_in_stage", "weeks_on_ladder"):
+        place = "at this stage" if name == "weeks_in_stage" else "since the first stage"
+        return [f"{int(value)} school weeks {place} ({bound})"]
+    if name == "school_days_in_stage":
+        return [f"{int(value)} school days at this stage ({bound})"]
+    if name == "lates":
+        kind = {"L": "late arrivals before the register closed", "U": "late arrivals after it closed"}
+        return [
+            f"{int(value)} {kind.get(cond.late_kind, 'late arrivals')} "
+            f"{_window_words(cond.cmp.window)} ({bound})"
+        ]
+    return [f"{int(value)} {_METRIC_WORDS[name]} {_window_words(cond.cmp.window)} ({bound})"]
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def needs_sign_off(stage: Stage, extra: Sequence[Action] = ()) -> str | None:
+    for action in (*stage.on_entry, *extra):
+        if action.needs_sign_off:
+            return action.sign_off
+    return stage.sign_off
+
+
+def _key(*parts: object) -> str:
+    return ":".join(str(p) for p in parts)
+
+
+def action_decisions(
+    actions: Sequence[Action], *, upn: str, on: dt.date, stage: int, source: str, policy: Policy
+) -> tuple[ActionDecision, ...]:
+    """Decisions for ``actions``; ``source`` (a transition's key, or a recurring rule and day) keys them."""
+    return tuple(
+        ActionDecision(
+            key=_key(source, i),
+            upn=upn,
+            on=on,
+            kind=a.kind,
+            detail=a.summary(),
+            stage=stage,
+            source=source,
+            policy=policy.key,
+            params=a.params,
+            sign_off=a.sign_off,
+        )
+        for i, a in enumerate(actions)
+    )
+
+
+def evaluate(
+    policy: Policy,
+    state: LadderState,
+    facts: Facts,
+    *,
+    due: np.ndarray | None = None,
+    approve_all: bool = False,
+    assume_support: bool = False,
+    recurring_today: Callable[[str], bool] | None = None,
+) -> Evaluation:
+    """Evaluate every pupil in ``state`` on ``facts.on``; returns the new state and the decisions.
+
+    ``due`` limits stage changes to pupils whose cadence falls today (default: all).
+    ``recurring_today(every)`` says whether recurring actions with that ``every`` fall today.
+    """
+    n = len(state.upns)
+    today = facts.ordinal
+    base = policy.base_stage
+    ctx = _Context(facts, state)
+    due_mask = np.ones(n, dtype=bool) if due is None else due.copy()
+    due_mask &= state.entered != today
+    target = state.stage.copy()
+    moved = np.zeros(n, dtype=bool)
+    rule_of = np.full(n, -1, dtype=np.int32)
+    rules: list[tuple[str, Stage, Any]] = []
+
+    if policy.new_academic_year == "start_afresh":
+        entered_year = np.array(
+            [academic_year_of(dt.date.fromordinal(int(o))) if o else facts.year for o in state.entered]
+        )
+        afresh = due_mask & (state.stage != base) & (entered_year < facts.year)
+        rules.append(("afresh", Stage(base, policy.stage_name(base)), None))
+        target[afresh], moved[afresh], rule_of[afresh] = base, True, len(rules) - 1
+
+    for stage in policy.stages:
+        here = due_mask & ~moved & (state.stage == stage.number)
+        if not here.any():
+            continue
+        for leave in stage.leave:
+            hit = here & ~moved & holds(leave.when, ctx)
+            if hit.any():
+                rules.append(("leave", stage, leave))
+                target[hit], moved[hit], rule_of[hit] = leave.to, True, len(rules) - 1
+
+    for stage in sorted(policy.stages, key=lambda s: -s.number):
+        enter = stage.enter
+        if enter is None:
+            continue
+        if enter.from_stages is not None:
+            eligible = np.isin(state.stage, enter.from_stages)
+        else:
+            eligible = state.stage < stage.number
+        eligible &= due_mask & ~moved
+        if not eligible.any():
+            continue
+        if enter.after_weeks is not None:
+            since = state.entered if enter.weeks_counted_from == "stage_entry" else state.ladder_entered
+            eligible &= facts.weeks_since(since) >= enter.after_weeks.low
+        if enter.when is not None and eligible.any():
+            eligible &= holds(enter.when, ctx)
+        if eligible.any():
+            rules.append(("enter", stage, enter))
+            target[eligible], moved[eligible], rule_of[eligible] = stage.number, True, len(rules) - 1
+
+    transitions: list[TransitionDecision] = []
+    new = state.copy()
+    counts = facts.counts()
+    attendance = facts.metrics.attendance_pct
+    for row in (int(r) for r in np.flatnonzero(moved)):
+        kind, source_stage, rule = rules[rule_of[row]]
+        to = int(target[row])
+        to_stage = policy.stage(to)
+        from_stage = int(state.stage[row])
+        upn = state.upns[row]
+        if kind == "afresh":
+            reason = "a new academic year: the policy starts every pupil afresh"
+            extra: tuple[Action, ...] = ()
+        elif kind == "leave":
+            details = explain(rule.when, ctx, row)
+            reason = f"{rule.reason}: {'; '.join(details)}" if details else rule.reason
+            extra = rule.actions
+        else:
+            extra = ()
+            details = explain(rule.when, ctx, row) if rule.when is not None else []
+            if rule.after_weeks is not None:
+                since = state.entered if rule.weeks_counted_from == "stage_entry" else state.ladder_entered
+                weeks = int(facts.weeks_since(since)[row : row + 1][0])
+                where = "at stage" if rule.weeks_counted_from == "stage_entry" else "since the first stage"
+                details.append(f"after {weeks} school weeks {where} ({rule.after_weeks} weeks)")
+            head = rule.reason or f"enters {source_stage.label}"
+            reason = f"{head}: {'; '.join(details)}" if details else head
+        name = policy.stage_name(to)
+        escalates = to_stage is not None and to > from_stage
+        entry_actions = (*(to_stage.on_entry if to_stage is not None and escalates else ()), *extra)
+        status, role = "applied", None
+        if to_stage is not None and to > from_stage:
+            role = needs_sign_off(to_stage, extra)
+            if role is not None and not approve_all:
+                status = "proposed"
+            elif (
+                to_stage.support_first
+                and not assume_support
+                and not flag_values(ctx, "support_recorded")[row]
+            ):
+                status = "awaiting_support"
+        if status != "applied":
+            explanation = f"Stage {from_stage}, move to stage {to} {status.replace('_', ' ')}: {reason}"
+        elif to_stage is None:
+            explanation = f"{name} since {fmt_date(facts.on)}: {reason}"
+        else:
+            explanation = f"Stage {to} since {fmt_date(facts.on)}: {reason}"
+        key = _key(policy.id, upn, from_stage, int(state.entered[row]), to)
+        decision = TransitionDecision(
+            key=key,
+            upn=upn,
+            on=facts.on,
+            from_stage=from_stage,
+            to_stage=to,
+            to_name=name,
+            reason=reason,
+            explanation=explanation,
+            policy=policy.key,
+            status=status,
+            sign_off=role,
+            actions=action_decisions(
+                entry_actions, upn=upn, on=facts.on, stage=to, source=key, policy=policy
+            ),
+        )
+        transitions.append(decision)
+        if status != "applied":
+            continue
+        new.stage[row] = to
+        new.entered[row] = today
+        new.snap[row] = counts[row]
+        new.snap_year[row] = facts.year
+        new.attendance_at_entry[row] = attendance[row]
+        if to in (base, 0):
+            new.ladder_entered[row] = 0
+        elif state.ladder_entered[row] == 0 or from_stage in (0, base):
+            new.ladder_entered[row] = today
+            new.ladder_snap[row] = counts[row]
+            new.ladder_year[row] = facts.year
+
+    actions = _recurring(policy, new, facts, recurring_today) if recurring_today else []
+    return Evaluation(new, transitions, actions)
+
+
+def _recurring(
+    policy: Policy, state: LadderState, facts: Facts, recurring_today: Callable[[str], bool]
+) -> list[ActionDecision]:
+    ctx = _Context(facts, state)
+    out: list[ActionDecision] = []
+    jobs: list[tuple[str, int | None, int, Recurring]] = [
+        ("rule", None, i, r) for i, r in enumerate(policy.rules)
+    ]
+    for st in policy.stages:
+        jobs.extend(("stage", st.number, i, r) for i, r in enumerate(st.while_in_stage))
+    for source, stage_number, index, item in jobs:
+        if not recurring_today(item.every):
+            continue
+        mask = np.ones(facts.n, dtype=bool) if stage_number is None else state.stage == stage_number
+        if item.when is not None and mask.any():
+            mask &= holds(item.when, ctx)
+        for row in np.flatnonzero(mask):
+            number = int(state.stage[row]) if stage_number is None else stage_number
+            tag = _key(policy.id, state.upns[row], facts.on.isoformat(), source, stage_number, index)
+            out.extend(
+                action_decisions(
+                    item.actions, upn=state.upns[row], on=facts.on, stage=number, source=tag, policy=policy
+                )
+            )
+    return out
