@@ -2,116 +2,169 @@
 
 Rules every job follows:
 
-* a job is a plain function taking ids and the tenant's organisation id, never ORM objects;
-* it is enqueued only after the surrounding transaction commits (``enqueue`` defers itself to
-  the session's ``after_commit``), so a worker never sees a row that was rolled back;
-* :func:`run_job` restores the app, a fresh session, the tenant context and the audit actor,
-  and commits or rolls back as one unit;
+* a job is a plain module-level function taking ids and plain values, never ORM objects
+  (``enqueue`` refuses them), and runs for one organisation (``org_id``) or, with
+  ``org_id=None``, in an explicit system context;
+* it is enqueued only after the surrounding transaction commits: ``enqueue`` parks the job
+  on the session and the session's ``after_commit`` hands it to RQ. A rollback (of the whole
+  transaction, or of the savepoint it was enqueued in) drops it, so a worker never acts on
+  a row that was never committed;
+* :func:`run_job` is the one wrapper every job runs through, inline or in a worker: it
+  restores the app, a fresh session, the tenant context and the audit actor (who enqueued
+  it), and commits or rolls back the job's work as one unit;
 * PostgreSQL, not Redis, is the record of anything that must not be lost or done twice
   (letters, referrals): those jobs claim their row with a conditional UPDATE and a sweeper
-  re-queues what is stuck.
+  re-queues what is stuck (see docs and ``shared/domain/reliability-and-security.md`` §4).
+  RQ itself gives at-most-once delivery here: no job is retried automatically.
 
-Periodic work is declared in :data:`PERIODIC` and registered with RQ's built-in cron
-scheduler by ``attendwise scheduler``.
+Inline mode (no ``ATTENDWISE_REDIS_URL``) runs the job right after the commit, in its own
+app context and session, in a copy of the caller's context variables, so the caller's
+tenant and actor are untouched. A failing inline job raises to the caller: in the
+embedded mode nothing would ever retry it, so it must not fail silently.
+
+Feature packages declare periodic work in their ``jobs`` module as ``PERIODIC`` (a tuple of
+:class:`Periodic`); ``attendwise scheduler`` registers them with RQ's built-in cron
+scheduler (``attendwise/platform/worker.py``). Periodic jobs run in the system context and
+fan out per organisation by enqueueing tenant jobs.
 """
 
 from __future__ import annotations
 
+import contextvars
+import datetime as dt
 import importlib
 import logging
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import event
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, event, or_
+from sqlalchemy.orm import Session, SessionTransaction
 
 from attendwise.platform import tenancy
-from attendwise.platform.audit import Actor, set_actor
-from attendwise.platform.db import db
+from attendwise.platform.audit import Actor, current_actor, set_actor
+from attendwise.platform.db import AttendwiseSession, Base, db, utcnow
+from attendwise.platform.discovery import modules
 
 log = logging.getLogger(__name__)
 
+# Named queues, in the order a worker listening on all of them takes work.
 QUEUES = ("default", "evaluation", "sync", "letters", "pdf", "notifications")
+
+DEFAULT_TIMEOUT = 600  # seconds
+RESULT_TTL = 24 * 3600  # keep a finished job's status a day, for support questions
+FAILURE_TTL = 30 * 24 * 3600  # keep a failed job a month, so someone can look and re-queue it
+
+_PENDING = "aw_pending_jobs"
+_READY = "aw_committed_jobs"
+_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
 
 
 class RedisMisconfigured(RuntimeError):
-    pass
+    """Redis would lose queued jobs (evicts keys, or keeps no append-only file in production)."""
 
 
 @dataclass(frozen=True)
 class Periodic:
+    """A job a feature package wants run on a schedule (exactly one of ``cron``/``interval``)."""
+
     name: str
-    func: str  # dotted path of a job function taking no arguments
-    queue: str
-    cron: str | None = None
+    func: str  # dotted path of a module-level function taking no arguments
+    queue: str = "default"
+    cron: str | None = None  # crontab fields, in the scheduler host's local time
     interval: int | None = None  # seconds
+    timeout: int = DEFAULT_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if (self.cron is None) == (self.interval is None):
+            raise ValueError(f"periodic job {self.name!r}: give exactly one of cron= or interval=")
+        if self.queue not in QUEUES:
+            raise ValueError(f"periodic job {self.name!r}: unknown queue {self.queue!r}")
+        if self.interval is not None and self.interval < 1:
+            raise ValueError(f"periodic job {self.name!r}: interval must be at least 1 second")
 
 
-# Feature packages append their periodic jobs here at import (see features.py).
-PERIODIC: list[Periodic] = []
+@dataclass(frozen=True)
+class _Job:
+    func: str
+    org_id: int | None
+    actor: dict[str, Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    queue: str
+    job_id: str | None
+    timeout: int
+
+    def payload(self) -> tuple[Any, ...]:
+        return (self.func, self.org_id, self.actor, self.args, self.kwargs)
 
 
 def _dotted(func: Callable[..., Any] | str) -> str:
     if isinstance(func, str):
         return func
-    return f"{func.__module__}.{func.__qualname__}"
+    path = f"{func.__module__}.{func.__qualname__}"
+    if "<" in path or _resolve(path) is not func:
+        raise ValueError(f"{path} is not a module-level function: a worker could not import it")
+    return path
 
 
 def _resolve(path: str) -> Callable[..., Any]:
     module, _, name = path.rpartition(".")
-    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module), name)
 
 
-def run_job(
-    func_path: str, org_id: int | None, actor_label: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    """The wrapper every job runs through, inline or in a worker."""
-    from attendwise.platform.app import create_app
-
-    app = current_app._get_current_object() if _has_app() else create_app()  # type: ignore[attr-defined]
-    with app.app_context():
-        set_actor(Actor(label=f"job: {actor_label}"))
-        func = _resolve(func_path)
-        if org_id is None:
-            with tenancy.system_context(f"job {func_path}"):
-                return _call(func, args, kwargs)
-        with tenancy.tenant_context(org_id):
-            return _call(func, args, kwargs)
+def _refuse_orm_objects(value: Any, where: str) -> None:
+    if isinstance(value, Base):
+        raise TypeError(f"{where}: pass the id of {type(value).__name__}, not the ORM object")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _refuse_orm_objects(item, f"{where}[{key!r}]")
+    elif isinstance(value, list | tuple | set | frozenset):
+        for index, item in enumerate(value):
+            _refuse_orm_objects(item, f"{where}[{index}]")
 
 
-def _call(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    try:
-        result = func(*args, **kwargs)
-        db.session.commit()
-        return result
-    except BaseException:
-        db.session.rollback()
-        raise
-    finally:
-        db.session.remove()
+def queue_name(app: Flask, name: str) -> str:
+    """The Redis-side name of a queue (``ATTENDWISE_JOBS_QUEUE_PREFIX`` keeps deployments apart)."""
+    return f"{app.config.get('JOBS_QUEUE_PREFIX', '')}{name}"
 
 
-def _has_app() -> bool:
-    from flask.globals import _cv_app
+def redis_for(app: Flask) -> Any:
+    """This process's explicit Redis connection for jobs (RQ 3 has no implicit connection)."""
+    state = app.extensions["attendwise_jobs"]
+    if state.get("redis") is None:
+        from redis import Redis
 
-    return _cv_app.get(None) is not None
-
-
-def redis_connection(url: str) -> Any:
-    from redis import Redis
-
-    return Redis.from_url(url)
+        state["redis"] = Redis.from_url(app.config["REDIS_URL"], socket_connect_timeout=5)
+    return state["redis"]
 
 
-def check_redis_for_jobs(conn: Any) -> None:
-    """Refuse to run jobs on a Redis that may evict keys or lose everything on restart."""
-    policy = conn.config_get("maxmemory-policy").get("maxmemory-policy")
+def check_redis_for_jobs(conn: Any, *, production: bool) -> list[str]:
+    """Refuse a Redis that may lose queued jobs; return warnings for what is merely risky.
+
+    Uses ``INFO`` rather than ``CONFIG GET`` so it also works on managed Redis services that
+    disable CONFIG. Eviction is refused everywhere (RQ's maintainers: evicted keys are lost
+    jobs). No append-only file is refused in production, where a Redis restart would drop
+    every queued job, and only warned about in development.
+    """
+    policy = conn.info("memory").get("maxmemory_policy")
     if policy != "noeviction":
         raise RedisMisconfigured(
-            f"Redis maxmemory-policy is {policy!r}: set it to 'noeviction' so queued jobs are never evicted"
+            f"Redis maxmemory-policy is {policy!r}: Redis may evict queued jobs. "
+            "Set 'maxmemory-policy noeviction' on the Redis used for jobs."
         )
+    warnings = []
+    if not int(conn.info("persistence").get("aof_enabled", 0)):
+        message = "Redis keeps no append-only file (appendonly no): a Redis restart loses every queued job"
+        if production:
+            raise RedisMisconfigured(
+                f"{message}. Refusing to run in production: set 'appendonly yes' "
+                "(appendfsync everysec) on the Redis used for jobs."
+            )
+        warnings.append(f"{message}; acceptable in development only.")
+    return warnings
 
 
 def enqueue(
@@ -120,55 +173,186 @@ def enqueue(
     org_id: int | None,
     queue: str = "default",
     job_id: str | None = None,
-    job_timeout: int = 600,
+    job_timeout: int = DEFAULT_TIMEOUT,
     session: Session | None = None,
     **kwargs: Any,
 ) -> None:
-    """Run ``func(*args, **kwargs)`` for ``org_id`` (None: system job) after the current commit."""
+    """Run ``func(*args, **kwargs)`` for ``org_id`` (None: a system job) once the session's
+    current (or, if none is open, next) transaction commits."""
     if queue not in QUEUES:
-        raise ValueError(f"unknown queue {queue!r}")
-    path = _dotted(func)
-    payload = (path, org_id, path.rsplit(".", 1)[-1], args, kwargs)
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    redis_url = app.config.get("REDIS_URL")
-
-    def dispatch() -> None:
-        if not redis_url:
-            run_inline(*payload)
-            return
-        from rq import Queue
-
-        Queue(queue, connection=redis_connection(redis_url)).enqueue(
-            run_job, *payload, job_id=job_id, job_timeout=job_timeout
-        )
-
+        raise ValueError(f"unknown queue {queue!r}; the queues are {', '.join(QUEUES)}")
+    if job_id is not None and not _JOB_ID.fullmatch(job_id):
+        raise ValueError(f"job id {job_id!r}: use only letters, digits, '_' and '-' (RQ's rule)")
+    _refuse_orm_objects(args, "job arguments")
+    _refuse_orm_objects(kwargs, "job keyword arguments")
+    ctx = tenancy.current()
+    if org_id is not None and ctx is not None and not ctx.can_read(org_id):
+        raise tenancy.TenantViolation(f"cannot enqueue a job for organisation {org_id} from this context")
+    actor = current_actor()
+    job = _Job(
+        func=_dotted(func),
+        org_id=org_id,
+        actor={"user_id": actor.user_id, "label": actor.label, "request_id": actor.request_id},
+        args=tuple(args),
+        kwargs=dict(kwargs),
+        queue=queue,
+        job_id=job_id,
+        timeout=job_timeout,
+    )
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     sess = session or db.session()
-    if sess.in_transaction():
-        event.listen(sess, "after_commit", lambda _s: dispatch(), once=True)
-    else:
-        dispatch()
+    if not sess.in_transaction():
+        sess.begin()
+    tx = sess.get_nested_transaction() or sess.get_transaction()
+    sess.info.setdefault(_PENDING, []).append((tx, app, job))
 
 
-def run_inline(
-    func_path: str, org_id: int | None, actor_label: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    """Run a job now in a separate app context and session, as a worker would."""
-    saved = tenancy.current()
-    try:
-        from attendwise.platform.app import create_app
-
-        app = current_app._get_current_object() if _has_app() else create_app()  # type: ignore[attr-defined]
-        with app.app_context():
-            return run_job(func_path, org_id, actor_label, args, kwargs)
-    finally:
-        tenancy.set_for_request(saved)
-
-
-def register_periodic(job: Periodic) -> None:
-    if any(p.name == job.name for p in PERIODIC):
+def _dispatch(app: Flask, job: _Job) -> None:
+    if not app.config.get("REDIS_URL"):
+        log.info("job %s for organisation %s: running inline", job.func, job.org_id)
+        contextvars.copy_context().run(_run_in_app, app, job.payload())
         return
-    PERIODIC.append(job)
+    from rq import Queue
+
+    rq_job = Queue(queue_name(app, job.queue), connection=redis_for(app)).enqueue(
+        run_job,
+        args=job.payload(),
+        job_id=job.job_id,
+        job_timeout=job.timeout,
+        result_ttl=RESULT_TTL,
+        failure_ttl=FAILURE_TTL,
+        description=f"{job.func} for organisation {job.org_id}",
+    )
+    log.info("job %s (%s for organisation %s) queued on %s", rq_job.id, job.func, job.org_id, job.queue)
+
+
+@event.listens_for(AttendwiseSession, "after_commit")
+def _after_commit(session: Session) -> None:
+    pending: list[tuple[SessionTransaction, Flask, _Job]] = session.info.get(_PENDING, [])
+    if not pending:
+        return
+    released = session.get_nested_transaction()
+    if released is not None:
+        # A savepoint was released: its jobs now wait for the enclosing transaction.
+        session.info[_PENDING] = [
+            (released.parent if tx is released else tx, app, job)
+            for tx, app, job in pending
+        ]
+        return
+    session.info[_READY] = session.info.pop(_PENDING)
+
+
+@event.listens_for(AttendwiseSession, "after_soft_rollback")
+def _after_rollback(session: Session, previous: SessionTransaction) -> None:
+    if previous.nested and session.info.get(_PENDING):
+        session.info[_PENDING] = [item for item in session.info[_PENDING] if item[0] is not previous]
+
+
+@event.listens_for(AttendwiseSession, "after_transaction_end")
+def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    """Start committed jobs once the transaction is fully closed; drop everything else."""
+    if transaction.parent is not None:
+        return
+    session.info.pop(_PENDING, None)
+    ready: list[tuple[SessionTransaction, Flask, _Job]] = session.info.pop(_READY, [])
+    failure: BaseException | None = None
+    for _tx, app, job in ready:
+        try:
+            _dispatch(app, job)
+        except Exception as exc:
+            log.exception("job %s for organisation %s could not be started", job.func, job.org_id)
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+
+
+def _run_in_app(app: Flask, payload: tuple[Any, ...]) -> Any:
+    with app.app_context():
+        return run_job(*payload)
+
+
+def _current_rq_job_id() -> str | None:
+    from rq import get_current_job
+
+    job = get_current_job()
+    return job.id if job is not None else None
+
+
+def run_job(
+    func_path: str,
+    org_id: int | None,
+    actor: dict[str, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    """The wrapper every job runs through: tenant, actor, session, commit or roll back."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    func = _resolve(func_path)
+    job_id = _current_rq_job_id()
+    short = func_path.rsplit(".", 1)[-1]
+    with app.app_context():
+        set_actor(
+            Actor(
+                user_id=actor.get("user_id"),
+                label=f"job {short} for {actor.get('label') or 'system'}"[:200],
+                request_id=job_id or actor.get("request_id"),
+            )
+        )
+        scope = (
+            tenancy.system_context(f"job {func_path}") if org_id is None else tenancy.tenant_context(org_id)
+        )
+        with scope:
+            session = db.session()
+            try:
+                result = func(*args, **kwargs)
+                session.commit()
+            except BaseException:
+                session.rollback()
+                log.warning("job %s (%s, organisation %s) failed", job_id or "inline", func_path, org_id)
+                raise
+            finally:
+                db.session.remove()
+    log.info("job %s (%s, organisation %s) done", job_id or "inline", func_path, org_id)
+    return result
+
+
+def purge_expired_sessions() -> int:
+    """Delete web sessions that ended more than a day ago (they only slow the cookie lookup)."""
+    from attendwise.platform.sessions import WebSession
+
+    cutoff = utcnow() - dt.timedelta(days=1)
+    result = db.session.execute(
+        delete(WebSession).where(or_(WebSession.expires_at < cutoff, WebSession.revoked_at < cutoff))
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+PERIODIC = (
+    Periodic(
+        name="platform.purge_expired_sessions",
+        func="attendwise.platform.jobs.purge_expired_sessions",
+        queue="default",
+        interval=3600,
+    ),
+)
+
+
+def periodic_jobs() -> list[Periodic]:
+    """Every feature package's ``PERIODIC``, checked: unique names, importable functions."""
+    found: dict[str, Periodic] = {}
+    for module in modules("jobs"):
+        for job in getattr(module, "PERIODIC", ()):
+            if not isinstance(job, Periodic):
+                raise TypeError(f"{module.__name__}.PERIODIC holds {job!r}, not a Periodic")
+            if job.name in found:
+                raise ValueError(f"periodic job name {job.name!r} is declared twice")
+            try:
+                _resolve(job.func)
+            except (ImportError, AttributeError) as exc:
+                raise ValueError(f"periodic job {job.name!r}: cannot import {job.func}: {exc}") from exc
+            found[job.name] = job
+    return list(found.values())
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["attendwise_jobs"] = {"inline": not app.config.get("REDIS_URL")}
+    app.extensions["attendwise_jobs"] = {"inline": not app.config.get("REDIS_URL"), "redis": None}
