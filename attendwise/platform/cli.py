@@ -107,6 +107,10 @@ def register_cli(app: Flask) -> None:
     from attendwise.platform.discovery import modules
 
     app.cli.add_command(demo_command)
+    from attendwise.platform.worker import COMMANDS as JOB_COMMANDS
+
+    for job_command in JOB_COMMANDS:
+        app.cli.add_command(job_command)
     for module in modules("cli"):
         for command in getattr(module, "COMMANDS", ()):
             app.cli.add_command(command)

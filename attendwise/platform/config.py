@@ -32,6 +32,7 @@ class Settings:
     migration_database_url: str = ""
     app_db_role: str = "attendwise_app"
     redis_url: str = ""
+    jobs_queue_prefix: str = ""
     secret_key: str = DEFAULT_SECRET_KEY
     base_url: str = "http://127.0.0.1:5000"
     mail_server: str = ""
@@ -59,6 +60,7 @@ class Settings:
             migration_database_url=get("MIGRATION_DATABASE_URL") or database_url,
             app_db_role=get("APP_DB_ROLE", "attendwise_app"),
             redis_url=get("REDIS_URL"),
+            jobs_queue_prefix=get("JOBS_QUEUE_PREFIX"),
             secret_key=get("SECRET_KEY") or DEFAULT_SECRET_KEY,
             base_url=get("BASE_URL", "http://127.0.0.1:5000"),
             mail_server=get("MAIL_SERVER"),
@@ -91,6 +93,7 @@ class Settings:
             "MIGRATION_DATABASE_URL": self.migration_database_url,
             "APP_DB_ROLE": self.app_db_role,
             "REDIS_URL": self.redis_url,
+            "JOBS_QUEUE_PREFIX": self.jobs_queue_prefix,
             "DATA_DIR": str(self.data_dir),
             "BASE_URL": self.base_url,
             "MAIL_SERVER": self.mail_server,
