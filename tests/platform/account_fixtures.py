@@ -124,8 +124,8 @@ def post_form(client: FlaskClient, path: str, data: dict[str, Any], **kwargs: An
     return client.post(path, data={**data, "csrf_token": token}, **kwargs)
 
 
-def session_cookie(client: FlaskClient, app: Flask) -> str | None:
-    cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"])
+def session_cookie(client: FlaskClient, app: Flask, domain: str = "attendwise.test") -> str | None:
+    cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"], domain=domain)
     return cookie.value if cookie else None
 
 
