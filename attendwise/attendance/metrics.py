@@ -356,10 +356,12 @@ def compute(
     table: CodeTable = DEFAULT_TABLE,
     trend_weeks: int = DEFAULT_TREND_WEEKS,
     trend_since: date | None = None,
+    block_rows: int = BLOCK_ROWS,
 ) -> PupilMetrics:
     """Every metric for every row of ``matrix`` over ``period`` (clipped to the matrix's dates).
 
-    ``calendars[matrix.calendar_of[row]]`` is the calendar of ``row``.
+    ``calendars[matrix.calendar_of[row]]`` is the calendar of ``row``. Rows are processed in
+    blocks of at most ``block_rows`` (bounding memory: about 60 bytes per row and session).
     """
     clipped = Period(max(period.start, matrix.start), min(period.end, matrix.end), period.name)
     if clipped.end < clipped.start:
@@ -417,8 +419,8 @@ def compute(
             continue
         geo = geometries[int(cal_sorted[g_start])]
         nseg = len(geo.half_term_names) + 1
-        for b_start in range(int(g_start), int(g_end), BLOCK_ROWS):
-            b_end = min(b_start + BLOCK_ROWS, int(g_end))
+        for b_start in range(int(g_start), int(g_end), block_rows):
+            b_end = min(b_start + block_rows, int(g_end))
             rows = slice(b_start, b_end) if identity else order[b_start:b_end]
             block = matrix.codes[rows, 2 * d0 : 2 * (d0 + geo.ndays)]
             nrow = block.shape[0]
