@@ -1,0 +1,419 @@
+"""Sync runs and imports: the lock, the counts, the rejections, and the all-or-nothing pupil.
+
+An import writes through the attendance services (``upsert_pupils``, ``upsert_contacts``,
+``store_marks``), which validate a whole batch and refuse all of it when one row is bad. The
+importer turns that into "good records are imported, bad ones are reported": it runs the whole
+file inside a savepoint, and when a batch is refused it sets aside the records named in the
+refusal (a pupil together with its contacts and marks; a contact on its own), rolls the
+savepoint back and tries again. So each pupil ends either fully updated or untouched, and the
+same file imported twice, in any order, changes nothing the second time (the services compare
+before they write).
+
+Functions flush, never commit, except :func:`start_run`'s caller, which commits the running
+row at once so that the lock is visible to other processes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from attendwise.attendance import services as attendance
+from attendwise.integrations import ctf
+from attendwise.integrations.models import RunStatus, SyncRejection, SyncRun
+from attendwise.platform import audit, tenancy
+from attendwise.platform.db import utcnow
+from attendwise.tenants.models import Organisation
+
+STALE_AFTER = dt.timedelta(hours=6)
+"""A run still ``running`` after this long is taken to have died (its process was killed)."""
+
+SEN_STATUS = {"E": "ehcp", "K": "sen_support", "N": "none"}
+
+
+class SyncInProgress(RuntimeError):
+    """Another sync of the same school is running."""
+
+
+@dataclass(frozen=True)
+class Rejection:
+    record: str
+    location: str
+    reason: str
+
+
+@dataclass
+class Outcome:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rejected(self) -> int:
+        return len({r.record for r in self.rejections})
+
+    def add(self, kind: str, counts: attendance.Counts) -> None:
+        self.created += counts.created
+        self.updated += counts.updated
+        self.unchanged += counts.unchanged
+        self.detail[kind] = {
+            "created": counts.created,
+            "updated": counts.updated,
+            "unchanged": counts.unchanged,
+        }
+
+
+# ---- runs ---------------------------------------------------------------------------------
+
+
+def start_run(
+    session: Session, org_id: int, *, connector: str, source: str = "", user_id: int | None = None
+) -> SyncRun:
+    """Record a running sync for the school, or raise :class:`SyncInProgress`.
+
+    The caller must commit straight away: the committed running row is the lock.
+    """
+    _require_writer(org_id)
+    now = utcnow()
+    running = session.scalars(
+        select(SyncRun).where(SyncRun.org_id == org_id, SyncRun.status == RunStatus.RUNNING)
+    ).all()
+    for run in running:
+        if _aware(run.started_at) < now - STALE_AFTER:
+            run.status = RunStatus.FAILED
+            run.finished_at = now
+            run.error = f"abandoned: still running after {STALE_AFTER} (the process was stopped)"
+        else:
+            raise SyncInProgress(_in_progress(run))
+    session.flush()
+    run = SyncRun(
+        org_id=org_id, connector=connector, source=source[:255], started_by_user_id=user_id, started_at=now
+    )
+    session.add(run)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        session.expunge(run)
+        other = session.scalar(
+            select(SyncRun).where(SyncRun.org_id == org_id, SyncRun.status == RunStatus.RUNNING)
+        )
+        raise SyncInProgress(_in_progress(other)) from None
+    return run
+
+
+def _in_progress(run: SyncRun | None) -> str:
+    if run is None:
+        return "another sync of this school is running"
+    return (
+        f"a {run.connector} sync of this school has been running since "
+        f"{_aware(run.started_at):%Y-%m-%d %H:%M} UTC (run {run.id}); try again when it has finished"
+    )
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def finish_run(session: Session, run: SyncRun, outcome: Outcome) -> SyncRun:
+    run.status = RunStatus.SUCCEEDED
+    run.finished_at = utcnow()
+    run.created, run.updated, run.unchanged = outcome.created, outcome.updated, outcome.unchanged
+    run.deleted, run.rejected = outcome.deleted, outcome.rejected
+    run.detail = outcome.detail
+    for rejection in outcome.rejections:
+        session.add(
+            SyncRejection(
+                org_id=run.org_id,
+                run=run,
+                record=rejection.record[:200],
+                location=rejection.location[:500],
+                reason=rejection.reason,
+            )
+        )
+    session.flush()
+    if outcome.rejections:
+        audit.record(
+            session,
+            org_id=run.org_id,
+            action="sync.rejections",
+            object_type="sync_run",
+            object_id=run.id,
+            detail={"rejections": len(outcome.rejections), "records": outcome.rejected},
+        )
+    return run
+
+
+def fail_run(session: Session, run_id: int, error: str) -> None:
+    """Mark a run failed (in a fresh transaction, after the import's own was rolled back)."""
+    run = session.get(SyncRun, run_id)
+    if run is not None:
+        run.status = RunStatus.FAILED
+        run.finished_at = utcnow()
+        run.error = error[:2000]
+        session.flush()
+
+
+def school_by_urn(session: Session, urn: str) -> Organisation | None:
+    return session.scalar(select(Organisation).where(Organisation.urn == urn))
+
+
+# ---- importing a CTF ----------------------------------------------------------------------
+
+
+def _fold(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text or "")
+    return re.sub(r"[^a-z]", "", "".join(c for c in decomposed if not unicodedata.combining(c)).lower())
+
+
+def _record_of(location: str) -> str:
+    """The record a problem belongs to: the pupil (``Pupil[3]``) or the whole file."""
+    match = re.search(r"Pupil\[\d+\]", location, flags=re.IGNORECASE)
+    return match.group(0) if match else "file"
+
+
+def _pupil_record(pupil: ctf.Pupil, row: int, as_of: dt.date) -> attendance.PupilRecord:
+    latest_sen = max(pupil.sen, key=lambda s: s.start or dt.date.min, default=None)
+    return attendance.PupilRecord(
+        upn=pupil.upn,
+        legal_forename=pupil.forename,
+        legal_surname=pupil.surname,
+        preferred_forename=pupil.preferred_forename,
+        preferred_surname=pupil.preferred_surname,
+        date_of_birth=pupil.date_of_birth,
+        year_group=pupil.nc_year,
+        sex=pupil.sex,
+        sen_status=SEN_STATUS.get(latest_sen.provision, "none") if latest_sen else "none",
+        fsm=any(s.start <= as_of and (s.end is None or s.end >= as_of) for s in pupil.fsm),
+        eal=bool(pupil.eal),
+        looked_after=bool(pupil.looked_after),
+        source="ctf",
+        row=row,
+    )
+
+
+@dataclass
+class _ContactGroup:
+    contact: ctf.Contact
+    postcode: str | None
+    address_lines: tuple[str, ...]
+    links: dict[str, tuple[ctf.Contact, str]] = field(default_factory=dict)  # upn -> (contact, pupil loc)
+
+
+def _group_contacts(pupils: Sequence[ctf.Pupil]) -> list[_ContactGroup]:
+    """One record per person: the same parent under two siblings becomes one contact, two links.
+
+    Pupils are taken in UPN order, so the details kept for a person (from their first pupil)
+    do not depend on the order of the file; phones and emails are the union over all pupils.
+    """
+    groups: dict[tuple[str, str, str], _ContactGroup] = {}
+    for pupil in sorted(pupils, key=lambda p: p.upn):
+        for contact in pupil.contacts:
+            address = contact.address or (pupil.address if contact.address_as_pupil else None)
+            postcode = attendance.normalise_postcode(address.postcode if address else None)
+            key = (
+                _fold(contact.forename or ""),
+                _fold(contact.surname or ""),
+                (postcode or "").replace(" ", ""),
+            )
+            group = groups.setdefault(
+                key,
+                _ContactGroup(
+                    contact=contact, postcode=postcode, address_lines=address.lines if address else ()
+                ),
+            )
+            group.links.setdefault(pupil.upn, (contact, pupil.location))
+    return list(groups.values())
+
+
+def _contact_record(group: _ContactGroup, row: int, upns: set[str]) -> attendance.ContactRecord:
+    contact = group.contact
+    every = [link for link, _where in group.links.values()]
+    phones = sorted({(phone.kind or "phone", phone.number) for c in every for phone in c.phones})
+    emails = sorted({c.email.lower() for c in every if c.email})
+    return attendance.ContactRecord(
+        forename=contact.forename or "",
+        surname=contact.surname or "",
+        title=contact.title,
+        address_lines=group.address_lines,
+        postcode=group.postcode,
+        phones=tuple(phones),
+        emails=tuple(emails),
+        source="ctf",
+        links=tuple(
+            attendance.ContactLink(
+                pupil_upn=upn,
+                relationship=link.relationship or "Contact",
+                parental_responsibility=link.parental_responsibility,
+                lives_with_pupil=link.address_as_pupil,
+                priority=min(max(link.order or 1, 1), 99),
+            )
+            for upn, (link, _where) in sorted(group.links.items())
+            if upn in upns
+        ),
+        row=row,
+    )
+
+
+def import_ctf(
+    session: Session, school: Organisation, parsed: ctf.CtfFile, *, as_of: dt.date | None = None
+) -> Outcome:
+    """Import a parsed CTF into ``school``: every good pupil whole, every problem reported."""
+    _require_writer(school.id)
+    outcome = Outcome(
+        rejections=[Rejection(_record_of(p.location), p.location, p.reason) for p in parsed.problems]
+    )
+    when = as_of or (
+        parsed.header.date_time.date() if parsed.header and parsed.header.date_time else utcnow().date()
+    )
+    pupils = list(parsed.pupils)
+    skipped_years = 0
+    marks: list[tuple[ctf.Pupil, ctf.YearData, ctf.Mark]] = []
+    for pupil in pupils:
+        for year in pupil.years:
+            if school.laestab and year.lea and year.estab and f"{year.lea}{year.estab}" != school.laestab:
+                skipped_years += 1
+                continue
+            marks.extend((pupil, year, mark) for mark in year.marks)
+    outcome.detail["years_from_other_schools"] = skipped_years
+    groups = _group_contacts(pupils)
+
+    excluded_pupils: dict[str, Rejection] = {}
+    excluded_contacts: dict[int, list[Rejection]] = {}
+    while True:
+        kept = [p for p in pupils if p.upn not in excluded_pupils]
+        upns = {p.upn for p in kept}
+        pupil_rows: dict[int, ctf.Pupil] = dict(enumerate(kept, start=1))
+        contact_rows: dict[int, _ContactGroup] = {}
+        mark_rows: dict[int, tuple[ctf.Pupil, ctf.YearData, ctf.Mark]] = {}
+        savepoint = session.begin_nested()
+        try:
+            step = "pupils"
+            pupil_counts = attendance.upsert_pupils(
+                session, school.id, [_pupil_record(p, row, when) for row, p in pupil_rows.items()]
+            )
+            step = "contacts"
+            contact_rows = {
+                row: g
+                for row, g in enumerate(groups, start=1)
+                if row not in excluded_contacts and any(upn in upns for upn in g.links)
+            }
+            contact_counts = attendance.upsert_contacts(
+                session, school.id, [_contact_record(g, row, upns) for row, g in contact_rows.items()]
+            )
+            step = "marks"
+            mark_rows = dict(enumerate((m for m in marks if m[0].upn in upns), start=1))
+            mark_counts = attendance.store_marks(
+                session,
+                school.id,
+                [
+                    attendance.MarkRow(upn=p.upn, date=m.date, session=m.session, code=m.code, row=row)
+                    for row, (p, _y, m) in mark_rows.items()
+                ],
+                source="import",
+            )
+        except attendance.BatchRejected as refused:
+            savepoint.rollback()
+            progress = _set_aside(
+                refused,
+                step,
+                pupil_rows=pupil_rows,
+                contact_rows=contact_rows,
+                mark_rows=mark_rows,
+                excluded_pupils=excluded_pupils,
+                excluded_contacts=excluded_contacts,
+            )
+            if not progress:
+                raise
+            continue
+        savepoint.commit()
+        break
+    outcome.add("pupils", pupil_counts)
+    outcome.add("contacts", contact_counts)
+    outcome.add("marks", mark_counts)
+    outcome.rejections.extend(excluded_pupils.values())
+    for rejections in excluded_contacts.values():
+        outcome.rejections.extend(rejections)
+    return outcome
+
+
+def _set_aside(
+    refused: attendance.BatchRejected,
+    step: str,
+    *,
+    pupil_rows: dict[int, ctf.Pupil],
+    contact_rows: dict[int, _ContactGroup],
+    mark_rows: dict[int, tuple[ctf.Pupil, ctf.YearData, ctf.Mark]],
+    excluded_pupils: dict[str, Rejection],
+    excluded_contacts: dict[int, list[Rejection]],
+) -> bool:
+    """Exclude the records a refused batch names; False when it names none we can exclude."""
+    progress = False
+    for error in refused.errors:
+        if step == "pupils" and error.row in pupil_rows:
+            pupil = pupil_rows[error.row]
+            if pupil.upn not in excluded_pupils:
+                excluded_pupils[pupil.upn] = Rejection(
+                    _record_of(pupil.location), pupil.location, error.reason
+                )
+                progress = True
+        elif step == "contacts" and error.row in contact_rows:
+            group = contact_rows[error.row]
+            if error.row not in excluded_contacts:
+                excluded_contacts[error.row] = [
+                    Rejection(_record_of(where), contact.location, f"contact not imported: {error.reason}")
+                    for contact, where in group.links.values()
+                ]
+                progress = True
+        elif step == "marks" and error.row in mark_rows:
+            pupil, year, _mark = mark_rows[error.row]
+            if pupil.upn not in excluded_pupils:
+                excluded_pupils[pupil.upn] = Rejection(
+                    _record_of(pupil.location),
+                    f"{year.location}/AttendSessions/AttendanceMarks",
+                    f"the pupil was not imported: {error.reason}",
+                )
+                progress = True
+    return progress
+
+
+def run_import(
+    session: Session,
+    school: Organisation,
+    *,
+    connector: str,
+    source: str,
+    work: Callable[[], Outcome],
+    user_id: int | None = None,
+) -> SyncRun:
+    """Take the school's lock, run ``work`` in one transaction, and record the run either way."""
+    with tenancy.tenant_context(school.id):
+        run = start_run(session, school.id, connector=connector, source=source, user_id=user_id)
+        session.commit()
+        run_id = run.id
+        try:
+            outcome = work()
+            finish_run(session, run, outcome)
+            session.commit()
+        except BaseException as exc:
+            session.rollback()
+            fail_run(session, run_id, f"{type(exc).__name__}: {exc}")
+            session.commit()
+            raise
+    return run
+
+
+def _require_writer(org_id: int) -> None:
+    if not tenancy.require().can_write(org_id):
+        raise tenancy.TenantViolation("importing into another organisation")

@@ -1,0 +1,208 @@
+"""Importing a CTF into a school: whole pupils or none, idempotent, recorded as a sync run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from attendwise.attendance import marks_codec
+from attendwise.attendance.calendar import SchoolCalendar
+from attendwise.attendance.codes import decode
+from attendwise.attendance.models import Contact, MarkChange, Pupil, PupilContact, PupilMarkYear
+from attendwise.integrations import ctf, services
+from attendwise.integrations.models import RunStatus, SyncRejection, SyncRun
+from attendwise.platform import tenancy
+from attendwise.tenants.models import Organisation
+from tests.integrations import ctf_generator as gen
+
+START, END = dt.date(2025, 9, 1), dt.date(2025, 12, 19)
+
+
+def closed_days() -> list[dt.date]:
+    calendar = SchoolCalendar.england_default(2025)
+    days = (END - START).days + 1
+    return [
+        START + dt.timedelta(days=i)
+        for i in range(days)
+        if not calendar.is_school_day(START + dt.timedelta(days=i))
+    ]
+
+
+def pupils(count: int, seed: int = 1) -> list[gen.GenPupil]:
+    return gen.random_pupils(count, seed=seed, start=START, end=END, closed=closed_days())
+
+
+def run(session: Session, school: Organisation, made: list[gen.GenPupil]) -> SyncRun:
+    parsed = ctf.parse(gen.to_bytes(gen.build(made)))
+    return services.run_import(
+        session,
+        school,
+        connector="ctf",
+        source="test.xml",
+        work=lambda: services.import_ctf(session, school, parsed),
+    )
+
+
+def stored_marks(session: Session, school: Organisation) -> dict[str, dict[tuple[dt.date, str], str]]:
+    with tenancy.tenant_context(school.id):
+        upns = dict(session.execute(select(Pupil.id, Pupil.upn).where(Pupil.org_id == school.id)).all())
+        found: dict[str, dict[tuple[dt.date, str], str]] = {upn: {} for upn in upns.values()}
+        for row in session.scalars(select(PupilMarkYear).where(PupilMarkYear.org_id == school.id)):
+            codes = marks_codec.decode_year(row.codes, row.academic_year)
+            start = dt.date(row.academic_year, 8, 1)
+            for slot in codes.nonzero()[0]:
+                day = start + dt.timedelta(days=int(slot) // 2)
+                found[upns[row.pupil_id]][(day, "AM" if slot % 2 == 0 else "PM")] = decode(int(codes[slot]))  # type: ignore[assignment]
+        return found
+
+
+def count(session: Session, school: Organisation, model: type) -> int:
+    with tenancy.tenant_context(school.id):
+        return session.scalar(select(func.count()).select_from(model).where(model.org_id == school.id)) or 0
+
+
+@pytest.fixture
+def school(make_school: Callable[..., Organisation]) -> Organisation:
+    return make_school()
+
+
+def test_import_stores_the_pupils_contacts_and_marks_of_the_file(
+    db_session: Session, school: Organisation
+) -> None:
+    made = pupils(6)
+
+    result = run(db_session, school, made)
+
+    assert result.status == RunStatus.SUCCEEDED
+    assert result.rejected == 0
+    assert result.detail["pupils"]["created"] == 6
+    assert count(db_session, school, Pupil) == 6
+    assert count(db_session, school, PupilContact) == 12
+    assert stored_marks(db_session, school) == {p.upn: p.marks() for p in made}
+
+
+def test_the_same_file_twice_or_shuffled_changes_nothing(db_session: Session, school: Organisation) -> None:
+    made = pupils(5, seed=4)
+    first = run(db_session, school, made)
+    shuffled = made[:]
+    random.Random(2).shuffle(shuffled)
+
+    second = run(db_session, school, made)
+    third = run(db_session, school, shuffled)
+
+    assert first.created > 0
+    for again in (second, third):
+        assert (again.created, again.updated, again.rejected) == (0, 0, 0), again.detail
+        assert again.unchanged == first.created
+    people = {(c.forename, c.surname) for p in made for c in p.contacts}  # no postcodes: one each
+    assert count(db_session, school, Pupil) == 5
+    assert count(db_session, school, Contact) == len(people)
+    assert count(db_session, school, MarkChange) == 0
+
+
+def test_a_changed_mark_is_updated_and_its_history_kept(db_session: Session, school: Organisation) -> None:
+    made = pupils(2, seed=8)
+    run(db_session, school, made)
+    sessions = made[0].years[0].sessions
+    first_open = next(i for i, code in enumerate(sessions) if code != "#")
+    sessions[first_open] = "N" if sessions[first_open] != "N" else "I"
+
+    again = run(db_session, school, made)
+
+    assert again.detail["marks"]["updated"] == 1
+    assert stored_marks(db_session, school)[made[0].upn] == made[0].marks()
+    assert count(db_session, school, MarkChange) == 1
+
+
+def test_good_pupils_are_imported_and_bad_ones_reported(db_session: Session, school: Organisation) -> None:
+    made = pupils(4, seed=6)
+    good_upn = made[1].upn
+    assert good_upn is not None
+    made[1].upn = ("A" if good_upn[0] != "A" else "B") + good_upn[1:]
+    made[3].contacts[0].forename = None
+
+    result = run(db_session, school, made)
+
+    assert result.status == RunStatus.SUCCEEDED
+    with tenancy.tenant_context(school.id):
+        rejections = db_session.scalars(select(SyncRejection).where(SyncRejection.run_id == result.id)).all()
+        upns = set(db_session.scalars(select(Pupil.upn).where(Pupil.org_id == school.id)))
+    assert upns == {made[0].upn, made[2].upn, made[3].upn}
+    locations = {r.location for r in rejections}
+    assert "CTfile/CTFpupilData/Pupil[2]/UPN" in locations
+    assert "CTfile/CTFpupilData/Pupil[4]/Contacts/Contact[1]/Forename" in locations
+    assert result.rejected == 2  # Pupil[2] and the contact of Pupil[4]
+
+
+def test_a_pupil_whose_marks_the_school_refuses_is_left_untouched(
+    db_session: Session, school: Organisation
+) -> None:
+    made = pupils(3, seed=12)
+    run(db_session, school, made)
+    before = stored_marks(db_session, school)
+    # A changed name and a mark in the October half-term, outside the school's calendar.
+    made[0].surname = "Changed"
+    half_term = (dt.date(2025, 10, 28) - START).days * 2
+    made[0].years[0].sessions[half_term] = "/"
+    made[1].years[0].sessions[next(i for i, c in enumerate(made[1].years[0].sessions) if c != "#")] = "O"
+
+    result = run(db_session, school, made)
+
+    with tenancy.tenant_context(school.id):
+        surname = db_session.scalar(select(Pupil.legal_surname).where(Pupil.upn == made[0].upn))
+        [rejection] = result.rejections
+    after = stored_marks(db_session, school)
+    assert after[made[0].upn] == before[made[0].upn]
+    assert after[made[1].upn] == made[1].marks()
+    assert surname != "Changed"
+    assert result.rejected == 1
+    assert (
+        rejection.location
+        == "CTfile/CTFpupilData/Pupil[1]/Attendance/YearData[1]/AttendSessions/AttendanceMarks"
+    )
+    assert "outside the school calendar" in rejection.reason
+
+
+def test_one_sync_per_school_at_a_time(db_session: Session, school: Organisation) -> None:
+    with tenancy.tenant_context(school.id):
+        running = services.start_run(db_session, school.id, connector="wonde", source="A1930499544")
+        db_session.commit()
+        with pytest.raises(services.SyncInProgress, match="wonde sync of this school has been running"):
+            services.start_run(db_session, school.id, connector="ctf", source="file.xml")
+        running.started_at = running.started_at - services.STALE_AFTER - dt.timedelta(minutes=1)
+        db_session.flush()
+        fresh = services.start_run(db_session, school.id, connector="ctf", source="file.xml")
+    assert running.status == RunStatus.FAILED
+    assert "abandoned" in (running.error or "")
+    assert fresh.status == RunStatus.RUNNING
+
+
+def test_a_failure_half_way_leaves_every_pupil_untouched(db_session: Session, school: Organisation) -> None:
+    made = pupils(4, seed=14)
+    run(db_session, school, made)
+    before = stored_marks(db_session, school)
+    for pupil in made:
+        pupil.surname = "Renamed"
+        pupil.years[0].sessions = ["G" if c in ("/", "\\") else c for c in pupil.years[0].sessions]
+    parsed = ctf.parse(gen.to_bytes(gen.build(made)))
+
+    def crash_after_pupils() -> services.Outcome:
+        services.import_ctf(db_session, school, parsed)
+        raise RuntimeError("the worker was stopped")
+
+    with pytest.raises(RuntimeError):
+        services.run_import(db_session, school, connector="ctf", source="x.xml", work=crash_after_pupils)
+
+    assert stored_marks(db_session, school) == before
+    with tenancy.tenant_context(school.id):
+        names = set(db_session.scalars(select(Pupil.legal_surname).where(Pupil.org_id == school.id)))
+        last = db_session.scalars(select(SyncRun).order_by(SyncRun.id.desc())).first()
+    assert "Renamed" not in names
+    assert last is not None
+    assert last.status == RunStatus.FAILED
+    assert "the worker was stopped" in (last.error or "")
