@@ -521,6 +521,14 @@ def pupil_page(
     )
 
 
+def pupil_figures(session: Session, pupil: Pupil, *, on: dt.date | None = None) -> dict[str, Any]:
+    """One pupil's year-to-date figures as a plain dict."""
+    on = on or today()
+    calendar = services.school_calendar(session, pupil.org_id, academic_year_of(on))
+    period = period_choices(calendar, on)[0].period
+    return figures(session, pupil.org_id, calendar, period, [pupil.id]).record(0)
+
+
 def record_view(session: Session, pupil: Pupil, *, via: str) -> None:
     """Audit a view of a pupil record (the page, the API or an export), in the same transaction."""
     audit.record(

@@ -371,13 +371,19 @@ def upsert_contacts(session: Session, org_id: int, records: Sequence[ContactReco
             "external_id": rec.external_id,
         }
         contact = by_ext.get((rec.source, rec.external_id)) if rec.external_id else None
-        contact = contact or by_identity.get(_contact_identity(forename, surname, postcode))
+        if contact is None:
+            # Same name and postcode is the same person, unless the MIS says they are two.
+            namesake = by_identity.get(_contact_identity(forename, surname, postcode))
+            if namesake is not None and not (rec.external_id and namesake.external_id):
+                contact = namesake
         changed = False
         if contact is None:
             contact = Contact(org_id=org_id, **values)
             session.add(contact)
             session.flush()
-            by_identity[_contact_identity(contact.forename, contact.surname, contact.postcode)] = contact
+            by_identity.setdefault(_contact_identity(forename, surname, postcode), contact)
+            if rec.external_id:
+                by_ext[(rec.source, rec.external_id)] = contact
             counts.created += 1
             is_new = True
         else:

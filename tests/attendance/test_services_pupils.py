@@ -123,6 +123,25 @@ def test_contacts_link_to_pupils_and_are_matched_on_name_and_postcode(db_session
     assert linked == [make_upn(1)]
 
 
+def test_namesakes_the_mis_tells_apart_stay_two_contacts(db_session, make_school):
+    school = make_school()
+    with tenancy.tenant_context(school.id):
+        services.upsert_pupils(db_session, school.id, [pupil(1), pupil(2)])
+        counts = services.upsert_contacts(
+            db_session,
+            school.id,
+            [
+                _mother(make_upn(1), source="sims", external_id="c1"),
+                _mother(make_upn(2), source="sims", external_id="c2"),
+            ],
+        )
+        links = {
+            (link.contact.external_id, link.pupil.upn) for link in db_session.scalars(select(PupilContact))
+        }
+    assert counts.created == 2
+    assert links == {("c1", make_upn(1)), ("c2", make_upn(2))}
+
+
 def test_contact_for_an_unknown_pupil_is_rejected(db_session, make_school):
     school = make_school()
     with tenancy.tenant_context(school.id), pytest.raises(services.BatchRejected, match="row 1: no pupil"):
