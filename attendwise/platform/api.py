@@ -18,6 +18,7 @@ from flask import Flask, abort, request
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
+from werkzeug.exceptions import HTTPException
 
 from attendwise.platform import auth
 from attendwise.platform.db import db, utcnow
@@ -70,6 +71,14 @@ class Api(flask_smorest.Api):
                 "status": "Conflict",
                 "message": "someone else changed this record first; reload it and apply your change again",
             }, 409
+
+    def handle_http_exception(self, error: HTTPException) -> Any:
+        """JSON errors under /api; the web shell's HTML error pages everywhere else."""
+        if request.path.startswith(API_PREFIX):
+            return super().handle_http_exception(error)
+        from attendwise.platform.web import html_error
+
+        return html_error(error)
 
 
 class Blueprint(flask_smorest.Blueprint):

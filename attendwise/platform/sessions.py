@@ -94,7 +94,7 @@ class ServerSessionInterface(SessionInterface):
                     update(WebSession).where(WebSession.id == _hash(session.token)).values(revoked_at=now)
                 )
                 conn.commit()
-            if session.destroyed:
+            if session.destroyed and not session:
                 response.delete_cookie(name, domain=domain, path=path)
                 return
             session.token = None

@@ -28,7 +28,9 @@ def _finish(response: Response) -> Response:
     else:
         db.session.rollback()
     response.headers["X-Request-Id"] = g.get("request_id", "")
-    response.headers.setdefault("Content-Security-Policy", CSP)
+    nonce = g.get("csp_nonce")
+    csp = CSP.replace("script-src 'self'", f"script-src 'self' 'nonce-{nonce}'") if nonce else CSP
+    response.headers.setdefault("Content-Security-Policy", csp)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
     response.headers["X-Frame-Options"] = "DENY"
