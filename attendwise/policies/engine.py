@@ -502,10 +502,7 @@ def explain(cond: Condition, ctx: _Context, row: int) -> list[str]:
     if isinstance(cond, AllOf):
         return [p for item in cond.items for p in explain(item, ctx, row)]
     if isinstance(cond, AnyOf):
-        for item in cond.items:
-            if holds(item, ctx)[row]:
-                return explain(item, ctx, row)
-        return []
+        return [p for item in cond.items if holds(item, ctx)[row] for p in explain(item, ctx, row)]
     if isinstance(cond, NotOf):
         return [f"not ({'; '.join(explain(cond.item, ctx, row)) or 'condition'})"]
     if isinstance(cond, Flag):
