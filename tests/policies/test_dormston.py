@@ -20,8 +20,8 @@ def misses_mornings(_: object) -> tuple[str, str]:
 
 
 def test_launch_table_thresholds() -> None:
-    """Version 1: "Stage 1 – 5-7missed sessions", "Stage 2 – 15-17 missed sessions", "Stage 3 –
-    25-27 missed sessions", "Stage 4 – ESS Referral made to the Local Authority" (after the
+    """Version 1: "Stage 1 - 5-7missed sessions", "Stage 2 - 15-17 missed sessions", "Stage 3 -
+    25-27 missed sessions", "Stage 4 - ESS Referral made to the Local Authority" (after the
     parenting contract, "reviewed in 4-6 weeks", shows no improvement)."""
     out = replay("dormston@1", {MORNINGS: misses_mornings, PERFECT: present}, "2025-09-01", "2025-11-28")
     assert out.moves(MORNINGS) == [
