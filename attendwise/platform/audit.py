@@ -205,14 +205,16 @@ def _audit_changes(session: Session, _flush_context: Any) -> None:
                 continue
             pending.append((action, obj))
     for action, obj in pending:
-        ident = inspect(obj).identity
+        # New objects are still pending in after_flush (no identity key yet), but their
+        # primary key attributes already hold the inserted values.
+        ident = inspect(obj).mapper.primary_key_from_instance(obj)
         pupil_id = getattr(obj, "pupil_id", None)
         record(
             session,
             org_id=obj.org_id,
             action=action,
             object_type=type(obj).__tablename__,
-            object_id=ident[0] if ident else None,
+            object_id=ident[0] if len(ident) == 1 else ",".join(map(str, ident)),
             pupil_id=pupil_id if isinstance(pupil_id, int) else None,
             detail=_changes(obj) if action != "delete" else {},
         )
