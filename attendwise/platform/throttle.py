@@ -39,6 +39,7 @@ HOURLY_LIMIT = 100
 HOUR = dt.timedelta(hours=1)
 DEFAULT_IP_MAX_FAILURES = 50
 DEFAULT_IP_WINDOW_SECONDS = 600
+STALE_AFTER = dt.timedelta(days=1)
 
 
 def now() -> dt.datetime:
@@ -87,6 +88,8 @@ class DatabaseStore:
     def fail(self, key: str, at: dt.datetime, window: dt.timedelta) -> BucketState:
         row = self._row(key)
         if row is None:
+            # A new key is the moment to drop counters untouched for a day (windows and locks long over).
+            db.session.execute(delete(ThrottleBucket).where(ThrottleBucket.updated_at < at - STALE_AFTER))
             try:
                 with db.session.begin_nested():
                     db.session.add(
@@ -120,13 +123,6 @@ class DatabaseStore:
             row.consecutive = 0
             row.locked_until = None
             db.session.flush()
-
-
-def purge_stale(older_than: dt.timedelta = dt.timedelta(days=1)) -> int:
-    """Delete database counters untouched for a day (their windows and locks are long over)."""
-    cutoff = utcnow() - older_than
-    result = db.session.execute(delete(ThrottleBucket).where(ThrottleBucket.updated_at < cutoff))
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 _FAIL_SCRIPT = """

@@ -28,7 +28,7 @@ from flask import (
     session,
     url_for,
 )
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from attendwise.platform import auth, crypto, mail, mfa, throttle
 from attendwise.platform.db import db, utcnow
@@ -345,6 +345,9 @@ def _send_reset_link(email: str) -> None:
         return
     raw = secrets.token_urlsafe(32)
     now = utcnow()
+    db.session.execute(
+        delete(PasswordResetToken).where(PasswordResetToken.expires_at < now - dt.timedelta(days=1))
+    )
     db.session.add(
         PasswordResetToken(
             user_id=user.id,

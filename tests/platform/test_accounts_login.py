@@ -10,8 +10,10 @@ import pytest
 from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from attendwise.platform import throttle
+from attendwise.platform.models import ThrottleBucket
 from attendwise.platform.passwords import MEMORY_KIB
 from attendwise.tenants.models import Organisation, User
 from tests.conftest import TEST_PASSWORD, csrf_token
@@ -183,3 +185,12 @@ def test_sign_in_only_follows_local_next_links(client: FlaskClient, officer: Use
     )
     assert response.status_code == 302
     assert "evil.example" not in response.headers["Location"]
+
+
+def test_stale_database_counters_are_dropped(app: Flask, db_session: Any, clock: Clock) -> None:
+    with app.test_request_context():
+        throttle.record_failure(throttle.account_key("old@example.test"))
+        clock.advance(days=1, seconds=1)
+        throttle.record_failure(throttle.account_key("new@example.test"))
+        keys = set(db_session.scalars(select(ThrottleBucket.key)).all())
+    assert keys == {throttle.account_key("new@example.test")}
