@@ -27,8 +27,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from attendwise.attendance import services as attendance
-from attendwise.integrations import ctf
-from attendwise.integrations.models import RunStatus, SyncRejection, SyncRun
+from attendwise.attendance.marks_file import MarkRow
+from attendwise.integrations import csv_import, ctf
+from attendwise.integrations.models import CsvMapping, RunStatus, SyncRejection, SyncRun
 from attendwise.platform import audit, tenancy
 from attendwise.platform.db import utcnow
 from attendwise.tenants.models import Organisation
@@ -386,6 +387,89 @@ def _set_aside(
                 )
                 progress = True
     return progress
+
+
+# ---- importing a CSV ----------------------------------------------------------------------
+
+
+def import_csv(session: Session, school: Organisation, parsed: csv_import.CsvFile) -> Outcome:
+    """Import a parsed CSV of marks or pupils: good pupils whole, refusals reported by row."""
+    _require_writer(school.id)
+    outcome = Outcome(
+        rejections=[Rejection(_csv_record(p.location), p.location, p.reason) for p in parsed.problems]
+    )
+    excluded: dict[str, Rejection] = {}
+    while True:
+        savepoint = session.begin_nested()
+        try:
+            rows: dict[int | None, attendance.PupilRecord | MarkRow]
+            if parsed.kind == "pupils":
+                pupils = [r for r in parsed.pupils if r.upn not in excluded]
+                rows = {r.row: r for r in pupils}
+                counts = attendance.upsert_pupils(session, school.id, pupils)
+            else:
+                marks = [m for m in parsed.marks if m.upn not in excluded]
+                rows = {m.row: m for m in marks}
+                counts = attendance.store_marks(
+                    session,
+                    school.id,
+                    [
+                        attendance.MarkRow(
+                            upn=m.upn,
+                            date=m.date,
+                            session=m.session,
+                            code=m.code,
+                            minutes_late=m.minutes_late,
+                            row=m.row,
+                        )
+                        for m in marks
+                    ],
+                    source="import",
+                )
+        except attendance.BatchRejected as refused:
+            savepoint.rollback()
+            named = [(e, rows[e.row]) for e in refused.errors if e.row in rows]
+            fresh = [(e, r) for e, r in named if r.upn not in excluded]
+            if not fresh:
+                raise
+            for error, record in fresh:
+                excluded.setdefault(
+                    record.upn,
+                    Rejection(
+                        f"UPN {record.upn}",
+                        f"row {error.row}",
+                        error.reason
+                        if parsed.kind == "pupils"
+                        else f"none of the pupil's marks were imported: {error.reason}",
+                    ),
+                )
+            continue
+        savepoint.commit()
+        break
+    outcome.add(parsed.kind, counts)
+    outcome.rejections.extend(excluded.values())
+    return outcome
+
+
+def _csv_record(location: str) -> str:
+    return location.split(",", 1)[0]
+
+
+def saved_mapping(session: Session, org_id: int, kind: str) -> dict[str, str]:
+    mapping = session.scalar(select(CsvMapping).where(CsvMapping.org_id == org_id, CsvMapping.kind == kind))
+    return dict(mapping.columns) if mapping else {}
+
+
+def save_mapping(session: Session, org_id: int, kind: str, columns: dict[str, str]) -> CsvMapping:
+    _require_writer(org_id)
+    mapping = session.scalar(select(CsvMapping).where(CsvMapping.org_id == org_id, CsvMapping.kind == kind))
+    if mapping is None:
+        mapping = CsvMapping(org_id=org_id, kind=kind, columns=dict(columns))
+        session.add(mapping)
+    elif mapping.columns != columns:
+        mapping.columns = dict(columns)
+    session.flush()
+    return mapping
 
 
 def run_import(
