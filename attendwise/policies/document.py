@@ -20,7 +20,7 @@ import datetime as dt
 import difflib
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -596,20 +596,47 @@ def parse_weeks(value: Any) -> WeekRange | None:
 
 
 class _Compiler:
-    def __init__(self, located: _Located, messages: _Messages) -> None:
+    """Whole-document checks and compilation. Parts with schema errors (``bad``) are skipped, so
+    the checks of every well-formed part still run and all problems are reported together."""
+
+    def __init__(self, located: _Located, messages: _Messages, bad: set[Path]) -> None:
         self.doc = located
         self.msg = messages
+        self.bad = bad
         self.errors: list[PolicyError] = []
         root = located.value
         self.root: dict[str, Any] = root
-        raw_thresholds = root.get("thresholds") or {}
+        raw_thresholds = root.get("thresholds")
         self.thresholds = {
             k: (float(v["value"]), str(v["meaning"]))
-            for k, v in raw_thresholds.items()
-            if isinstance(v, dict) and isinstance(v.get("value"), int | float)
+            for k, v in (raw_thresholds.items() if isinstance(raw_thresholds, dict) else ())
+            if isinstance(v, dict)
+            and isinstance(v.get("value"), int | float)
+            and not isinstance(v["value"], bool)
         }
-        self.numbers: list[Any] = [s.get("number") for s in root.get("stages", []) if isinstance(s, dict)]
-        self.sign_off_role = (root.get("sign_off") or {}).get("role")
+        raw_stages = root.get("stages")
+        self.numbers: list[Any] = [
+            s.get("number")
+            for s in (raw_stages if isinstance(raw_stages, list) else [])
+            if isinstance(s, dict)
+            and isinstance(s.get("number"), int)
+            and not isinstance(s.get("number"), bool)
+        ]
+        evaluation = root.get("evaluation")
+        cadence = evaluation.get("cadence") if isinstance(evaluation, dict) else None
+        self.cadence = cadence if cadence in schema.CADENCES else "weekly"
+        sign_off = root.get("sign_off")
+        self.sign_off_role = sign_off.get("role") if isinstance(sign_off, dict) else None
+        if not isinstance(self.sign_off_role, str):
+            self.sign_off_role = None
+
+    def sound(self, path: Path) -> bool:
+        """Whether no schema error sits at ``path`` or on an object holding it."""
+        return not any(path[: len(b)] == b for b in self.bad)
+
+    def clean(self, path: Path) -> bool:
+        """Whether nothing at or under ``path`` (or the object holding it) failed the schema."""
+        return not any(b[: len(path)] == path or path[: len(b)] == b for b in self.bad)
 
     def fail(self, path: Path, sentence: str, key: bool = False) -> None:
         self.errors.append(self.msg.error(path, sentence, key=key))
@@ -711,10 +738,16 @@ class _Compiler:
         return Action(kind=kind, detail=raw["detail"], params=params, sign_off=role)
 
     def actions(self, raws: list[Any], path: Path, stage_sign_off: str | None) -> tuple[Action, ...]:
-        return tuple(self.action(a, (*path, i), stage_sign_off) for i, a in enumerate(raws))
+        return tuple(
+            self.action(a, (*path, i), stage_sign_off) for i, a in enumerate(raws) if self.clean((*path, i))
+        )
 
     def recurring(self, raw: dict[str, Any], path: Path, stage_sign_off: str | None) -> Recurring:
-        when = self.condition(raw["when"], (*path, "when")) if "when" in raw else None
+        when = (
+            self.condition(raw["when"], (*path, "when"))
+            if "when" in raw and self.clean((*path, "when"))
+            else None
+        )
         return Recurring(
             every=raw["every"],
             actions=self.actions(raw["actions"], (*path, "actions"), stage_sign_off),
@@ -733,7 +766,7 @@ class _Compiler:
             )
         enter = None
         raw_enter = raw.get("enter")
-        if raw_enter is not None:
+        if raw_enter is not None and self.clean((*path, "enter")):
             weeks = None
             if "after_weeks" in raw_enter:
                 weeks = parse_weeks(raw_enter["after_weeks"])
@@ -773,6 +806,8 @@ class _Compiler:
         leave = []
         for j, rl in enumerate(raw.get("leave", [])):
             lp = (*path, "leave", j)
+            if not self.clean(lp):
+                continue
             if rl["to"] == number:
                 self.fail((*lp, "to"), f"`to` must name another stage, not stage {number} itself")
             self.check_stage_ref((*lp, "to"), rl["to"], "`to` names")
@@ -792,14 +827,26 @@ class _Compiler:
             enter=enter,
             support_first=(raw.get("support_first") or {}).get("detail"),
             sign_off=role,
-            monitoring=raw.get("monitoring", self.root["evaluation"]["cadence"]),
+            monitoring=str(raw.get("monitoring", self.cadence)),
             on_entry=self.actions(raw.get("on_entry", []), (*path, "on_entry"), role),
             while_in_stage=tuple(
                 self.recurring(r, (*path, "while_in_stage", j), role)
                 for j, r in enumerate(raw.get("while_in_stage", []))
+                if self.clean((*path, "while_in_stage", j))
             ),
             leave=tuple(leave),
         )
+
+    def _guarded(self, build: Callable[..., Any], raw: Any, *args: Any) -> Any:
+        """``build(raw, *args)`` when that part passed the schema; ``None`` when it did not."""
+        if isinstance(args[0], tuple):
+            if not self.clean(args[0]):
+                return None
+        else:
+            path: Path = ("stages", args[0])
+            if not (self.sound(path) and self.clean((*path, "number")) and self.clean((*path, "name"))):
+                return None
+        return build(raw, *args)
 
     def compile(self, text: str) -> Policy | None:
         root = self.root
@@ -809,42 +856,49 @@ class _Compiler:
                 f"sign-off role '{self.sign_off_role}' cannot sign off steps; "
                 f"use one of {', '.join(sign_off_roles())}",
             )
-        try:
-            effective = dt.date.fromisoformat(root["version"]["effective_from"])
-        except ValueError:
-            self.fail(
-                ("version", "effective_from"),
-                f"`effective_from` is not a real date: {_show(root['version']['effective_from'])}",
-            )
-            effective = dt.date.min
-        seen: dict[int, int] = {}
+        effective = dt.date.min
+        if self.clean(("version",)):
+            try:
+                effective = dt.date.fromisoformat(root["version"]["effective_from"])
+            except ValueError:
+                self.fail(
+                    ("version", "effective_from"),
+                    f"`effective_from` is not a real date: {_show(root['version']['effective_from'])}",
+                )
+        seen: set[int] = set()
         for i, n in enumerate(self.numbers):
             if n in seen:
                 self.fail(("stages", i, "number"), f"stage number {n} is used twice")
                 continue
-            seen[n] = i
+            seen.add(n)
             if i and n < self.numbers[i - 1]:
                 self.fail(
                     ("stages", i, "number"), "stages must be listed in ascending order of their numbers"
                 )
-        stages = tuple(self.stage(s, i) for i, s in enumerate(root["stages"]))
-        universal = [s for s in stages if s.universal]
+        raw_stages: list[Any] = root["stages"] if isinstance(root.get("stages"), list) else []
+        stages = tuple(self._guarded(self.stage, s, i) for i, s in enumerate(raw_stages))
+        raw_rules: list[Any] = root["rules"] if isinstance(root.get("rules"), list) else []
+        rules = tuple(self._guarded(self.recurring, r, ("rules", j), None) for j, r in enumerate(raw_rules))
+        complete = tuple(s for s in stages if isinstance(s, Stage))
+        if self.bad or not complete:
+            return None
+        universal = [s for s in complete if s.universal]
         if len(universal) > 1:
             self.fail(("stages",), "only one stage may be universal")
-        if universal and universal[0] is not stages[0]:
+        if universal and universal[0] is not complete[0]:
             self.fail(
-                ("stages", stages.index(universal[0]), "universal"), "only the lowest stage may be universal"
+                ("stages", complete.index(universal[0]), "universal"),
+                "only the lowest stage may be universal",
             )
-        targets = {lv.to for s in stages for lv in s.leave}
-        for i, s in enumerate(stages):
+        targets = {lv.to for s in complete for lv in s.leave}
+        for i, s in enumerate(complete):
             if not s.universal and s.enter is None and s.number not in targets and s.number != 0:
                 self.fail(
                     ("stages", i),
                     f"stage {s.number} can never be reached: it has no `enter` "
                     "and no other stage's `leave` goes to it",
                 )
-        rules = tuple(self.recurring(r, ("rules", j), None) for j, r in enumerate(root.get("rules", [])))
-        if self.errors:
+        if self.errors or self.bad:
             return None
         evaluation = root["evaluation"]
         version = root["version"]
@@ -856,14 +910,14 @@ class _Compiler:
             cadence=evaluation["cadence"],
             evaluation_day=evaluation.get("day", "friday"),
             new_academic_year=evaluation.get("new_academic_year", "carry_on"),
-            stages=stages,
+            stages=complete,
             school=root.get("school", ""),
             source=root.get("source", ""),
             version_label=version.get("label", ""),
             version_notes=version.get("notes", ""),
             sign_off_role=self.sign_off_role,
             thresholds=tuple((k, v, m) for k, (v, m) in self.thresholds.items()),
-            rules=rules,
+            rules=tuple(r for r in rules if isinstance(r, Recurring)),
             text=text,
         )
 
@@ -907,10 +961,12 @@ def parse(text: str) -> ParseResult:
                 )
             )
         else:
+            bad: set[Path] = set()
             for err in _VALIDATOR.iter_errors(located.value):
+                bad.add(tuple(err.absolute_path))
                 doc_errors.extend(messages.from_schema(err))
-            if not doc_errors:
-                compiler = _Compiler(located, messages)
+            if not located.errors:
+                compiler = _Compiler(located, messages, bad)
                 try:
                     policy = compiler.compile(located.text)
                 except (

@@ -91,9 +91,10 @@ _WINDOW = {
 _WEEKS = {
     "anyOf": [
         {"type": "integer", "minimum": 0, "maximum": 520},
-        {"type": "string", "pattern": WEEKS_PATTERN, "x-expect": "a range like 5-8, a number, or 12+"},
+        {"type": "string", "pattern": WEEKS_PATTERN, "x-expect": "a range like 5-8"},
     ],
-    "x-expect": "a range like 5-8, a number, or 12+",
+    "description": "School weeks: a range like 5-8, a single number, or 12+ for 12 or more.",
+    "x-expect": "a range like 5-8",
 }
 
 
