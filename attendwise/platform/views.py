@@ -29,6 +29,7 @@ from flask import (
     url_for,
 )
 from sqlalchemy import delete, select, update
+from werkzeug.exceptions import TooManyRequests
 
 from attendwise.platform import auth, crypto, mail, mfa, throttle
 from attendwise.platform.db import db, utcnow
@@ -69,7 +70,7 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-def _audit_log(event: str, *, user_id: int | None = None, **extra: Any) -> None:
+def _log_auth(event: str, *, user_id: int | None = None, **extra: Any) -> None:
     log.info(
         event,
         extra={"event": event, "user_id": user_id, "ip": request.remote_addr}
@@ -80,8 +81,6 @@ def _audit_log(event: str, *, user_id: int | None = None, **extra: Any) -> None:
 
 def _too_many(retry_after: int) -> Response:
     minutes = max(1, -(-retry_after // 60))
-    from werkzeug.exceptions import TooManyRequests
-
     error = TooManyRequests(
         description=f"Too many attempts. Wait {minutes} minute{'s' if minutes != 1 else ''} and try again."
     )
@@ -117,7 +116,7 @@ def _attempt_login(email: str, password: str) -> Any:
     account = throttle.account_key(email)
     wait = throttle.retry_after(account, throttle.ip_key(request.remote_addr))
     if wait is not None:
-        _audit_log("login.throttled", account=account[5:17], retry_after=wait)
+        _log_auth("login.throttled", account=account[5:17], retry_after=wait)
         return _too_many(wait)
     user = db.session.scalar(select(User).where(User.email == email))
     ok = verify_password(user.password_hash if user else None, password)
@@ -129,7 +128,7 @@ def _attempt_login(email: str, password: str) -> Any:
             user.locked_until = state.locked_until
         db.session.commit()  # the counters must outlive this failed (rolled-back) request
         reason = "unknown account" if user is None else ("inactive account" if ok else "wrong password")
-        _audit_log(
+        _log_auth(
             "login.failure",
             user_id=user.id if user else None,
             account=account[5:17],
@@ -149,7 +148,7 @@ def _attempt_login(email: str, password: str) -> Any:
         session[STAGE] = "verify" if user.totp_enabled else "enrol"
         session[NEXT] = target
         db.session.commit()
-        _audit_log("login.password_ok", user_id=user.id, next_step=session[STAGE])
+        _log_auth("login.password_ok", user_id=user.id, next_step=session[STAGE])
         return redirect(url_for("auth.mfa_verify" if user.totp_enabled else "auth.mfa_setup"))
     _complete_login(user)
     return redirect(target)
@@ -159,7 +158,7 @@ def _complete_login(user: User) -> None:
     user.last_login_at = utcnow()
     auth.login_user(user)
     db.session.commit()
-    _audit_log("login.success", user_id=user.id)
+    _log_auth("login.success", user_id=user.id)
 
 
 def _pending_user() -> User | None:
@@ -179,7 +178,7 @@ def logout() -> Any:
     user_id = session.get("_user_id")
     auth.logout_user()
     if user_id:
-        _audit_log("logout", user_id=user_id)
+        _log_auth("logout", user_id=user_id)
     flash("You have signed out.")
     return redirect(url_for("auth.login"))
 
@@ -215,7 +214,7 @@ def mfa_verify() -> Any:
         key = throttle.mfa_key(user.id)
         wait = throttle.retry_after(key)
         if wait is not None:
-            _audit_log("mfa.throttled", user_id=user.id, retry_after=wait)
+            _log_auth("mfa.throttled", user_id=user.id, retry_after=wait)
             return _too_many(wait)
         code = request.form.get("code", "").strip()
         if not code:
@@ -226,7 +225,7 @@ def mfa_verify() -> Any:
         else:
             throttle.record_failure(key)
             db.session.commit()
-            _audit_log("mfa.failure", user_id=user.id)
+            _log_auth("mfa.failure", user_id=user.id)
             errors["code"] = "The code is not right, or it has already been used"
         return render_template("platform/mfa_verify.html", errors=errors), 400
     return render_template("platform/mfa_verify.html", errors=errors)
@@ -246,7 +245,7 @@ def _finish_second_factor(user: User) -> Any:
     session.regenerate()  # type: ignore[attr-defined]
     user.last_login_at = utcnow()
     db.session.commit()
-    _audit_log("login.success", user_id=user.id, second_factor=True)
+    _log_auth("login.success", user_id=user.id, second_factor=True)
     return redirect(target)
 
 
@@ -279,7 +278,7 @@ def _enrolment(user: User, *, forced: bool) -> Any:
         else:
             throttle.record_success(key)
             codes = mfa.enable(user, secret, step)
-            _audit_log("mfa.enrolled", user_id=user.id, forced=forced)
+            _log_auth("mfa.enrolled", user_id=user.id, forced=forced)
             if forced:
                 target = safe_next(session.get(NEXT))
                 _finish_second_factor(user)
@@ -337,11 +336,11 @@ def _send_reset_link(email: str) -> None:
     per_ip = store.fail("reset-ip:" + (request.remote_addr or "unknown"), at, throttle.HOUR).window_count
     db.session.commit()
     if per_account > RESETS_PER_HOUR_PER_ACCOUNT or per_ip > RESETS_PER_HOUR_PER_IP:
-        _audit_log("password_reset.throttled", account=throttle.account_key(email)[5:17])
+        _log_auth("password_reset.throttled", account=throttle.account_key(email)[5:17])
         return
     user = db.session.scalar(select(User).where(User.email == email))
     if user is None or not user.active:
-        _audit_log("password_reset.unknown", account=throttle.account_key(email)[5:17])
+        _log_auth("password_reset.unknown", account=throttle.account_key(email)[5:17])
         return
     raw = secrets.token_urlsafe(32)
     now = utcnow()
@@ -369,7 +368,7 @@ def _send_reset_link(email: str) -> None:
     except mail.MailError:
         log.exception("password reset email failed", extra={"event": "password_reset.mail_failed"})
         return
-    _audit_log("password_reset.sent", user_id=user.id, message_id=message_id)
+    _log_auth("password_reset.sent", user_id=user.id, message_id=message_id)
 
 
 def _valid_reset_token(raw: str) -> PasswordResetToken | None:
@@ -412,8 +411,8 @@ def reset_password(token: str) -> Any:
             _set_password(user, request.form["new_password"])
             throttle.record_success(throttle.account_key(user.email))
             auth.logout_user()
-            _audit_log("password_reset.completed", user_id=user.id)
-            flash("Your password has been changed. Sign in with your new password.")
+            _log_auth("password_reset.completed", user_id=user.id)
+            flash("Your password has been changed. Sign in with your new password.", "success")
             return redirect(url_for("auth.login"))
     return render_template("platform/reset_password.html", errors=errors), (400 if errors else 200)
 
@@ -485,7 +484,7 @@ def _current_password_ok(user: User) -> Response | bool:
         return True
     throttle.record_failure(account)
     db.session.commit()
-    _audit_log("reauth.failure", user_id=user.id)
+    _log_auth("reauth.failure", user_id=user.id)
     return False
 
 
@@ -505,8 +504,8 @@ def change_password() -> Any:
         if not errors:
             _set_password(user, request.form["new_password"])
             session.regenerate()  # type: ignore[attr-defined]
-            _audit_log("password.changed", user_id=user.id)
-            flash("Your password has been changed. You have been signed out everywhere else.")
+            _log_auth("password.changed", user_id=user.id)
+            flash("Your password has been changed. You have been signed out everywhere else.", "success")
             return redirect(url_for("account.settings"))
     return render_template("platform/account_password.html", errors=errors), (400 if errors else 200)
 
@@ -530,7 +529,7 @@ def regenerate_recovery_codes() -> Any:
             return checked
         if checked:
             codes = mfa.new_recovery_codes(user)
-            _audit_log("mfa.recovery_regenerated", user_id=user.id)
+            _log_auth("mfa.recovery_regenerated", user_id=user.id)
             return render_template(
                 "platform/mfa_recovery_codes.html", codes=codes, next_url=url_for("account.settings")
             )
@@ -561,7 +560,7 @@ def disable_mfa() -> Any:
             mfa.disable(user)
             revoke_user_sessions(user.id)
             session.regenerate()  # type: ignore[attr-defined]
-            flash("Two-factor authentication is off.")
+            flash("Two-factor authentication is off.", "success")
             return redirect(url_for("account.settings"))
         errors["current_password"] = MESSAGES["wrong_current"]
     return render_template(
@@ -620,7 +619,7 @@ def new_token() -> Any:
             )
             db.session.add(token)
             db.session.flush()
-            _audit_log("api_token.created", user_id=user.id, token_id=token.id, org_id=token.org_id)
+            _log_auth("api_token.created", user_id=user.id, token_id=token.id, org_id=token.org_id)
             return render_template("platform/account_token_created.html", token=token, raw=raw)
     return render_template(
         "platform/account_token_new.html",
@@ -642,8 +641,8 @@ def revoke_token(token_id: int) -> Any:
         abort(404)
     if token.revoked_at is None:
         token.revoked_at = utcnow()
-        _audit_log("api_token.revoked", user_id=user.id, token_id=token.id)
-    flash(f"The token “{token.name}” has been revoked.")
+        _log_auth("api_token.revoked", user_id=user.id, token_id=token.id)
+    flash(f"The token “{token.name}” has been revoked.", "success")
     return redirect(url_for("account.settings"))
 
 
@@ -663,7 +662,7 @@ def _enforce_mfa_enrolment() -> Any:
     session["mfa_ok"] = False
     session[STAGE] = "enrol"
     session[NEXT] = request.full_path.rstrip("?") if request.method == "GET" else url_for("tenants.home")
-    _audit_log("mfa.enrolment_forced", user_id=user.id)
+    _log_auth("mfa.enrolment_forced", user_id=user.id)
     if request.path.startswith("/api/"):
         abort(401)
     return redirect(url_for("auth.mfa_setup"))

@@ -61,6 +61,7 @@ def test_ten_wrong_passwords_lock_the_account_until_the_delay_passes(
     locked = attempt(client, officer.email, TEST_PASSWORD)
     assert locked.status_code == 429
     assert "Too many attempts" in locked.get_data(as_text=True)
+    assert "Wait 1 minute and try again" in locked.get_data(as_text=True)
     assert 0 < int(locked.headers["Retry-After"]) <= 60
     assert client.get("/").status_code == 302  # the right password did not sign in while locked
     clock.advance(seconds=61)
