@@ -157,11 +157,23 @@ def _plain(node: yaml.Node, path: Path, out: _Located) -> Any:
     return value
 
 
+def _reader_error(text: str, exc: yaml.reader.ReaderError) -> PolicyError:
+    before = text[: max(exc.position, 0)]
+    line = before.count("\n") + 1
+    column = len(before) - (before.rfind("\n") + 1) + 1
+    return PolicyError(
+        line, column, f"the character U+{exc.character:04X} is not allowed in a policy document"
+    )
+
+
 def read_yaml(text: str) -> tuple[list[_Located], list[PolicyError]]:
     """Compose ``text`` safely; returns the documents, or the one error that stopped reading."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         return [], [PolicyError(1, 1, f"the document is larger than {MAX_BYTES // 1024} KiB")]
-    loader = _GuardedLoader(text)
+    try:
+        loader = _GuardedLoader(text)
+    except yaml.reader.ReaderError as exc:
+        return [], [_reader_error(text, exc)]
     documents: list[_Located] = []
     start = 0
     try:
@@ -176,6 +188,8 @@ def read_yaml(text: str) -> tuple[list[_Located], list[PolicyError]]:
             documents.append(located)
     except _Refused as exc:
         return [], [PolicyError(exc.line, exc.column, exc.message)]
+    except yaml.reader.ReaderError as exc:
+        return [], [_reader_error(text, exc)]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
