@@ -19,7 +19,7 @@ import datetime as dt
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -27,7 +27,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from attendwise.attendance import services as attendance
-from attendwise.attendance.marks_file import MarkRow
 from attendwise.integrations import csv_import, ctf
 from attendwise.integrations.models import CsvMapping, RunStatus, SyncRejection, SyncRun
 from attendwise.platform import audit, tenancy
@@ -184,7 +183,7 @@ def _record_of(location: str) -> str:
     return match.group(0) if match else "file"
 
 
-def _pupil_record(pupil: ctf.Pupil, row: int, as_of: dt.date) -> attendance.PupilRecord:
+def _pupil_record(pupil: ctf.Pupil, as_of: dt.date) -> attendance.PupilRecord:
     latest_sen = max(pupil.sen, key=lambda s: s.start or dt.date.min, default=None)
     return attendance.PupilRecord(
         upn=pupil.upn,
@@ -200,7 +199,6 @@ def _pupil_record(pupil: ctf.Pupil, row: int, as_of: dt.date) -> attendance.Pupi
         eal=bool(pupil.eal),
         looked_after=bool(pupil.looked_after),
         source="ctf",
-        row=row,
     )
 
 
@@ -238,7 +236,7 @@ def _group_contacts(pupils: Sequence[ctf.Pupil]) -> list[_ContactGroup]:
     return list(groups.values())
 
 
-def _contact_record(group: _ContactGroup, row: int, upns: set[str]) -> attendance.ContactRecord:
+def _contact_record(group: _ContactGroup, upns: set[str]) -> attendance.ContactRecord:
     contact = group.contact
     every = [link for link, _where in group.links.values()]
     phones = sorted({(phone.kind or "phone", phone.number) for c in every for phone in c.phones})
@@ -263,8 +261,114 @@ def _contact_record(group: _ContactGroup, row: int, upns: set[str]) -> attendanc
             for upn, (link, _where) in sorted(group.links.items())
             if upn in upns
         ),
-        row=row,
     )
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a record came from, for its rejection: the record and the place in the source."""
+
+    record: str
+    location: str
+
+
+@dataclass
+class Batch:
+    """Normalised records of one source, each with where it came from."""
+
+    pupils: list[tuple[attendance.PupilRecord, Where]] = field(default_factory=list)
+    contacts: list[tuple[attendance.ContactRecord, list[Where]]] = field(default_factory=list)
+    marks: list[tuple[attendance.MarkRow, Where]] = field(default_factory=list)
+
+
+def store(session: Session, org_id: int, batch: Batch, *, source: str = "import") -> Outcome:
+    """Write a batch through the attendance services, setting aside what they refuse.
+
+    The unit is the pupil: a pupil whose record or any mark is refused is left out altogether
+    (record, contacts' links to them, and marks); a refused contact is left out on its own.
+    Everything runs in a savepoint that is rolled back before each retry, so nothing of a
+    refused attempt remains.
+    """
+    excluded: dict[str, Rejection] = {}
+    excluded_contacts: dict[int, list[Rejection]] = {}
+    while True:
+        pupils = {
+            row: (replace(record, row=row), where)
+            for row, (record, where) in enumerate(
+                (p for p in batch.pupils if p[0].upn not in excluded), start=1
+            )
+        }
+        contacts = {}
+        for row, (contact, wheres) in enumerate(batch.contacts, start=1):
+            links = tuple(link for link in contact.links if link.pupil_upn not in excluded)
+            if row not in excluded_contacts and links:
+                contacts[row] = (replace(contact, links=links, row=row), wheres)
+        marks = {
+            row: (replace(mark, row=row), where)
+            for row, (mark, where) in enumerate((m for m in batch.marks if m[0].upn not in excluded), start=1)
+        }
+        outcome = Outcome()
+        savepoint = session.begin_nested()
+        step = "pupils"
+        try:
+            if batch.pupils:
+                outcome.add(
+                    "pupils", attendance.upsert_pupils(session, org_id, [r for r, _w in pupils.values()])
+                )
+            step = "contacts"
+            if batch.contacts:
+                outcome.add(
+                    "contacts",
+                    attendance.upsert_contacts(session, org_id, [r for r, _w in contacts.values()]),
+                )
+            step = "marks"
+            if batch.marks:
+                counts = attendance.store_marks(
+                    session, org_id, [m for m, _w in marks.values()], source=source
+                )
+                outcome.add("marks", counts)
+        except attendance.BatchRejected as refused:
+            savepoint.rollback()
+            progress = False
+            for error in refused.errors:
+                if step == "pupils" and error.row in pupils:
+                    record, where = pupils[error.row]
+                    progress |= _exclude(
+                        excluded, record.upn, Rejection(where.record, where.location, error.reason)
+                    )
+                elif step == "marks" and error.row in marks:
+                    mark, where = marks[error.row]
+                    reason = f"the pupil was not imported: {error.reason}"
+                    progress |= _exclude(excluded, mark.upn, Rejection(where.record, where.location, reason))
+                elif step == "contacts" and error.row in contacts and error.row not in excluded_contacts:
+                    excluded_contacts[error.row] = [
+                        Rejection(w.record, w.location, f"contact not imported: {error.reason}")
+                        for w in contacts[error.row][1]
+                    ]
+                    progress = True
+            if not progress:
+                raise
+            continue
+        savepoint.commit()
+        outcome.rejections.extend(excluded.values())
+        for rejections in excluded_contacts.values():
+            outcome.rejections.extend(rejections)
+        return outcome
+
+
+def _exclude(excluded: dict[str, Rejection], upn: str, rejection: Rejection) -> bool:
+    if upn in excluded:
+        return False
+    excluded[upn] = rejection
+    return True
+
+
+def _merge(outcome: Outcome, stored: Outcome) -> Outcome:
+    outcome.created, outcome.updated, outcome.unchanged = stored.created, stored.updated, stored.unchanged
+    outcome.deleted += stored.deleted
+    outcome.detail.update(stored.detail)
+    outcome.rejections.extend(stored.rejections)
+    return outcome
 
 
 def import_ctf(
@@ -278,115 +382,26 @@ def import_ctf(
     when = as_of or (
         parsed.header.date_time.date() if parsed.header and parsed.header.date_time else utcnow().date()
     )
-    pupils = list(parsed.pupils)
+    batch = Batch()
     skipped_years = 0
-    marks: list[tuple[ctf.Pupil, ctf.YearData, ctf.Mark]] = []
-    for pupil in pupils:
+    for pupil in parsed.pupils:
+        where = Where(_record_of(pupil.location), pupil.location)
+        batch.pupils.append((_pupil_record(pupil, when), where))
         for year in pupil.years:
             if school.laestab and year.lea and year.estab and f"{year.lea}{year.estab}" != school.laestab:
                 skipped_years += 1
                 continue
-            marks.extend((pupil, year, mark) for mark in year.marks)
+            marks_at = Where(where.record, f"{year.location}/AttendSessions/AttendanceMarks")
+            batch.marks.extend(
+                (attendance.MarkRow(upn=pupil.upn, date=m.date, session=m.session, code=m.code), marks_at)
+                for m in year.marks
+            )
+    upns = {p.upn for p in parsed.pupils}
+    for group in _group_contacts(parsed.pupils):
+        wheres = [Where(_record_of(where), contact.location) for contact, where in group.links.values()]
+        batch.contacts.append((_contact_record(group, upns), wheres))
     outcome.detail["years_from_other_schools"] = skipped_years
-    groups = _group_contacts(pupils)
-
-    excluded_pupils: dict[str, Rejection] = {}
-    excluded_contacts: dict[int, list[Rejection]] = {}
-    while True:
-        kept = [p for p in pupils if p.upn not in excluded_pupils]
-        upns = {p.upn for p in kept}
-        pupil_rows: dict[int, ctf.Pupil] = dict(enumerate(kept, start=1))
-        contact_rows: dict[int, _ContactGroup] = {}
-        mark_rows: dict[int, tuple[ctf.Pupil, ctf.YearData, ctf.Mark]] = {}
-        savepoint = session.begin_nested()
-        try:
-            step = "pupils"
-            pupil_counts = attendance.upsert_pupils(
-                session, school.id, [_pupil_record(p, row, when) for row, p in pupil_rows.items()]
-            )
-            step = "contacts"
-            contact_rows = {
-                row: g
-                for row, g in enumerate(groups, start=1)
-                if row not in excluded_contacts and any(upn in upns for upn in g.links)
-            }
-            contact_counts = attendance.upsert_contacts(
-                session, school.id, [_contact_record(g, row, upns) for row, g in contact_rows.items()]
-            )
-            step = "marks"
-            mark_rows = dict(enumerate((m for m in marks if m[0].upn in upns), start=1))
-            mark_counts = attendance.store_marks(
-                session,
-                school.id,
-                [
-                    attendance.MarkRow(upn=p.upn, date=m.date, session=m.session, code=m.code, row=row)
-                    for row, (p, _y, m) in mark_rows.items()
-                ],
-                source="import",
-            )
-        except attendance.BatchRejected as refused:
-            savepoint.rollback()
-            progress = _set_aside(
-                refused,
-                step,
-                pupil_rows=pupil_rows,
-                contact_rows=contact_rows,
-                mark_rows=mark_rows,
-                excluded_pupils=excluded_pupils,
-                excluded_contacts=excluded_contacts,
-            )
-            if not progress:
-                raise
-            continue
-        savepoint.commit()
-        break
-    outcome.add("pupils", pupil_counts)
-    outcome.add("contacts", contact_counts)
-    outcome.add("marks", mark_counts)
-    outcome.rejections.extend(excluded_pupils.values())
-    for rejections in excluded_contacts.values():
-        outcome.rejections.extend(rejections)
-    return outcome
-
-
-def _set_aside(
-    refused: attendance.BatchRejected,
-    step: str,
-    *,
-    pupil_rows: dict[int, ctf.Pupil],
-    contact_rows: dict[int, _ContactGroup],
-    mark_rows: dict[int, tuple[ctf.Pupil, ctf.YearData, ctf.Mark]],
-    excluded_pupils: dict[str, Rejection],
-    excluded_contacts: dict[int, list[Rejection]],
-) -> bool:
-    """Exclude the records a refused batch names; False when it names none we can exclude."""
-    progress = False
-    for error in refused.errors:
-        if step == "pupils" and error.row in pupil_rows:
-            pupil = pupil_rows[error.row]
-            if pupil.upn not in excluded_pupils:
-                excluded_pupils[pupil.upn] = Rejection(
-                    _record_of(pupil.location), pupil.location, error.reason
-                )
-                progress = True
-        elif step == "contacts" and error.row in contact_rows:
-            group = contact_rows[error.row]
-            if error.row not in excluded_contacts:
-                excluded_contacts[error.row] = [
-                    Rejection(_record_of(where), contact.location, f"contact not imported: {error.reason}")
-                    for contact, where in group.links.values()
-                ]
-                progress = True
-        elif step == "marks" and error.row in mark_rows:
-            pupil, year, _mark = mark_rows[error.row]
-            if pupil.upn not in excluded_pupils:
-                excluded_pupils[pupil.upn] = Rejection(
-                    _record_of(pupil.location),
-                    f"{year.location}/AttendSessions/AttendanceMarks",
-                    f"the pupil was not imported: {error.reason}",
-                )
-                progress = True
-    return progress
+    return _merge(outcome, store(session, school.id, batch))
 
 
 # ---- importing a CSV ----------------------------------------------------------------------
@@ -398,57 +413,19 @@ def import_csv(session: Session, school: Organisation, parsed: csv_import.CsvFil
     outcome = Outcome(
         rejections=[Rejection(_csv_record(p.location), p.location, p.reason) for p in parsed.problems]
     )
-    excluded: dict[str, Rejection] = {}
-    while True:
-        savepoint = session.begin_nested()
-        try:
-            rows: dict[int | None, attendance.PupilRecord | MarkRow]
-            if parsed.kind == "pupils":
-                pupils = [r for r in parsed.pupils if r.upn not in excluded]
-                rows = {r.row: r for r in pupils}
-                counts = attendance.upsert_pupils(session, school.id, pupils)
-            else:
-                marks = [m for m in parsed.marks if m.upn not in excluded]
-                rows = {m.row: m for m in marks}
-                counts = attendance.store_marks(
-                    session,
-                    school.id,
-                    [
-                        attendance.MarkRow(
-                            upn=m.upn,
-                            date=m.date,
-                            session=m.session,
-                            code=m.code,
-                            minutes_late=m.minutes_late,
-                            row=m.row,
-                        )
-                        for m in marks
-                    ],
-                    source="import",
-                )
-        except attendance.BatchRejected as refused:
-            savepoint.rollback()
-            named = [(e, rows[e.row]) for e in refused.errors if e.row in rows]
-            fresh = [(e, r) for e, r in named if r.upn not in excluded]
-            if not fresh:
-                raise
-            for error, record in fresh:
-                excluded.setdefault(
-                    record.upn,
-                    Rejection(
-                        f"UPN {record.upn}",
-                        f"row {error.row}",
-                        error.reason
-                        if parsed.kind == "pupils"
-                        else f"none of the pupil's marks were imported: {error.reason}",
-                    ),
-                )
-            continue
-        savepoint.commit()
-        break
-    outcome.add(parsed.kind, counts)
-    outcome.rejections.extend(excluded.values())
-    return outcome
+    batch = Batch(
+        pupils=[(p, Where(f"UPN {p.upn}", f"row {p.row}")) for p in parsed.pupils],
+        marks=[
+            (
+                attendance.MarkRow(
+                    upn=m.upn, date=m.date, session=m.session, code=m.code, minutes_late=m.minutes_late
+                ),
+                Where(f"UPN {m.upn}", f"row {m.row}"),
+            )
+            for m in parsed.marks
+        ],
+    )
+    return _merge(outcome, store(session, school.id, batch))
 
 
 def _csv_record(location: str) -> str:
