@@ -56,6 +56,13 @@ def create_pg_database(name: str) -> None:
     admin.dispose()
 
 
+def drop_pg_database(name: str) -> None:
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
 def migrate(owner_url: str, data_dir: Path) -> None:
     app = create_app(
         config={"TESTING": True, "DATABASE_URL": owner_url, "MIGRATION_DATABASE_URL": owner_url},
@@ -69,18 +76,22 @@ def migrate(owner_url: str, data_dir: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def database_urls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def database_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Build the schema once: returns the owner (migration) URL and the application URL."""
     data_dir = tmp_path_factory.mktemp("data")
     if USE_POSTGRES:
-        name = f"attendwise_test_{_worker_suffix()}"
+        # The process id keeps concurrent runs on one server from dropping each other's database.
+        name = f"attendwise_test_{_worker_suffix()}_{os.getpid()}"
         create_pg_database(name)
         owner = pg_url(name)
         migrate(owner, data_dir)
-        return {"owner": owner, "app": pg_url(name, APP_ROLE), "data_dir": str(data_dir)}
+        yield {"owner": owner, "app": pg_url(name, APP_ROLE), "data_dir": str(data_dir)}
+        db.dispose()
+        drop_pg_database(name)
+        return
     url = f"sqlite:///{data_dir / 'test.sqlite3'}"
     migrate(url, data_dir)
-    return {"owner": url, "app": url, "data_dir": str(data_dir)}
+    yield {"owner": url, "app": url, "data_dir": str(data_dir)}
 
 
 @pytest.fixture(scope="session")

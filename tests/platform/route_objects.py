@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import hashlib
 import itertools
 import re
 import secrets
@@ -25,10 +26,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
 
-from attendwise.platform.db import Base, utcnow
-from attendwise.tenants.models import Membership, Organisation, User
-from attendwise.tenants.roles import Perm
+from attendwise.platform import tenancy
+from attendwise.platform.db import Base, sync_tenant, utcnow
+from attendwise.tenants.models import ApiToken, Invitation, Membership, Organisation, User
+from attendwise.tenants.roles import Perm, RoleDef
 
 # Column values a table needs that cannot be derived from its type (e.g. a CHECK constraint
 # that no IN-list states). Keyed by table name, then column name.
@@ -175,32 +178,32 @@ class RowBuilder:
         return None
 
 
-# ---- the two tenants of the route matrix --------------------------------------------------
+# ---- the tenants of the route matrix ----------------------------------------------------
 
 
 @dataclass
 class Side:
-    """One tenant's world. Principals act from side A; side B is "another organisation"."""
+    """One tenant's world. Principals act from side A; B is another LA and trust, and C is a
+    sibling school (same LA and trust as A)."""
 
     name: str
-    platform: Organisation
     la: Organisation
     trust: Organisation
     school: Organisation
-    canary: str
-
-    @property
-    def orgs_by_kind(self) -> dict[str, Organisation]:
-        return {"platform": self.platform, "la": self.la, "trust": self.trust, "school": self.school}
+    canary: str  # in every string the row builder writes for this side's objects
+    marker: str  # in this side's organisation names
 
 
 @dataclass
 class World:
     builder: RowBuilder
-    session: Any
-    a: Side
-    b: Side
+    session: Session
+    sides: dict[str, Side]
     cache: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    @property
+    def a(self) -> Side:
+        return self.sides["A"]
 
 
 Make = Callable[[World, Side], Any]
@@ -210,9 +213,11 @@ Make = Callable[[World, Side], Any]
 class ParamFactory:
     """How to fill one URL parameter.
 
-    ``tenant_object``: the value names an object of an organisation, so the matrix also asks
-    for side B's object (expecting 404). ``cross_tenant_perm``: holders of this permission
-    reach other organisations' objects by design (a platform admin managing schools).
+    ``make(world, side)`` creates the object in ``side``'s organisation and returns the URL
+    value. ``tenant_object``: the value names an object of an organisation, so the matrix also
+    asks for another organisation's object (expecting 404). ``cross_tenant_perm``: holders of
+    this permission reach other organisations' objects by design (a platform admin managing
+    schools).
     """
 
     make: Make
@@ -224,43 +229,99 @@ def _school_id(_world: World, side: Side) -> int:
     return side.school.id
 
 
-def _member_user_id(world: World, side: Side) -> int:
+def _person(world: World, side: Side, role: str = "school_staff") -> Membership:
     n = world.builder.next_number()
-    user = User(email=f"member{n}@{side.name.lower()}.example.test", display_name=f"{side.canary} member")
+    user = User(email=f"person{n}@{side.name.lower()}.example.test", display_name=f"{side.canary} person")
     world.session.add(user)
     world.session.flush()
-    world.session.add(Membership(user_id=user.id, org_id=side.school.id, role="school_staff"))
+    membership = Membership(user_id=user.id, org_id=side.school.id, role=role)
+    world.session.add(membership)
     world.session.flush()
-    return user.id
+    return membership
+
+
+def _membership_id(world: World, side: Side) -> int:
+    return _person(world, side).id
+
+
+def _user_id(world: World, side: Side) -> int:
+    return _person(world, side).user_id
+
+
+def _invitation_id(world: World, side: Side) -> int:
+    n = world.builder.next_number()
+    with tenancy.tenant_context(side.school.id):
+        invitation = Invitation(
+            email=f"{side.canary}{n}@example.test",
+            role="school_staff",
+            token_hash=hashlib.sha256(f"invite{n}".encode()).hexdigest(),
+            expires_at=utcnow() + dt.timedelta(days=7),
+        )
+        world.session.add(invitation)
+        world.session.flush()
+    return invitation.id
+
+
+def _token_id(world: World, side: Side) -> int:
+    """A personal API token of someone in the side's school (never the principal's own)."""
+    membership = _person(world, side, "attendance_officer")
+    n = world.builder.next_number()
+    token = ApiToken(
+        user_id=membership.user_id,
+        org_id=side.school.id,
+        name=f"{side.canary} token",
+        token_hash=hashlib.sha256(f"token{n}".encode()).hexdigest(),
+        scopes="pupils:read",
+        expires_at=utcnow() + dt.timedelta(days=30),
+    )
+    world.session.add(token)
+    world.session.flush()
+    return token.id
 
 
 FACTORIES: dict[str, ParamFactory] = {
     "org_id": ParamFactory(_school_id, cross_tenant_perm=Perm.PLATFORM_ADMIN),
-    "user_id": ParamFactory(_member_user_id, cross_tenant_perm=Perm.PLATFORM_ADMIN),
+    "user_id": ParamFactory(_user_id, cross_tenant_perm=Perm.PLATFORM_ADMIN),
+    "membership_id": ParamFactory(_membership_id),
+    "invitation_id": ParamFactory(_invitation_id),
+    "token_id": ParamFactory(_token_id),
 }
 
 
 def _convention(name: str) -> ParamFactory | None:
+    """``<thing>_id`` names a row of the tenant table ``<thing>``, ``<things>`` or ``<thingies>``."""
     if not name.endswith("_id"):
         return None
     stem = name.removesuffix("_id")
     candidates = [stem, f"{stem}s", f"{stem}es"]
     if stem.endswith("y"):
         candidates.append(f"{stem[:-1]}ies")
+    tenant = {t.name: t for t in tenant_tables()}
     for candidate in candidates:
-        table = table_by_name(candidate)
-        if table is not None and "org_id" in table.c:
-            return ParamFactory(_generic(table))
+        if candidate in tenant:
+            return ParamFactory(_generic(tenant[candidate]))
     return None
 
 
 def _generic(table: sa.Table) -> Make:
     def make(world: World, side: Side) -> Any:
-        row = world.builder.insert(table, side.school.id)
+        with tenancy.system_context("route matrix: build a test object"):
+            sync_tenant(world.session)
+            row = world.builder.insert(table, side.school.id)
         (pk,) = table.primary_key.columns
         return row[pk.name]
 
     return make
+
+
+# Routes that refuse some roles even though they hold every permission the route declares.
+# Endpoint -> (which roles are refused, why). The matrix then expects exactly 403 for them.
+FORBIDDEN_BY_DESIGN: dict[str, tuple[Callable[[RoleDef], bool], str]] = {
+    "account.disable_mfa": (
+        lambda role: role.mfa_required,
+        "MFA cannot be turned off by someone whose role requires it",
+    ),
+}
 
 
 class UnknownRouteParameter(LookupError):
@@ -272,14 +333,14 @@ def factory_for(name: str, endpoint: str) -> ParamFactory:
     if found is None:
         raise UnknownRouteParameter(
             f"route {endpoint!r} has URL parameter {name!r} that the route matrix cannot fill: add a "
-            f"factory for it to FACTORIES in tests/platform/route_objects.py (it must create the object "
-            f"in the organisation of the side it is given)"
+            f"ParamFactory for it to FACTORIES in tests/platform/route_objects.py (it must create the "
+            f"object in the organisation of the side it is given)"
         )
     return found
 
 
 def fill(world: World, side: Side, names: list[str], endpoint: str) -> dict[str, Any]:
-    """URL values for ``names``: tenant objects from ``side``, other values from side A."""
+    """URL values for ``names``: tenant objects from ``side``, any other value from side A."""
     values = {}
     for name in names:
         factory = factory_for(name, endpoint)
@@ -287,16 +348,6 @@ def fill(world: World, side: Side, names: list[str], endpoint: str) -> dict[str,
         key = (name, owner.name)
         if key not in world.cache:
             world.cache[key] = factory.make(world, owner)
+            world.session.commit()
         values[name] = world.cache[key]
     return values
-
-
-def canary_names(side: Side) -> list[str]:
-    return [side.school.name, side.trust.name]
-
-
-def organisation_name(side_name: str, kind: str, canary: str) -> str:
-    return f"{kind.title()} {canary}"
-
-
-__all__ = ["FACTORIES", "ROW_OVERRIDES", "Membership", "Organisation", "ParamFactory", "RowBuilder", "Side"]
