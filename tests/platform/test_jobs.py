@@ -207,3 +207,25 @@ def test_with_redis_a_rolled_back_job_is_never_queued(db_session, make_school, r
         jobs.enqueue(record_call, "x", org_id=school.id)
         db_session.rollback()
     assert Queue(prefix + "default", connection=conn).count == 0
+
+
+def test_purge_expired_sessions_removes_only_sessions_that_ended_a_day_ago(db_session):
+    from attendwise.platform.sessions import WebSession
+
+    now = utcnow()
+    rows = {
+        "live": WebSession(id="a" * 64, expires_at=now + dt.timedelta(hours=1)),
+        "just-expired": WebSession(id="b" * 64, expires_at=now - dt.timedelta(hours=2)),
+        "long-expired": WebSession(id="c" * 64, expires_at=now - dt.timedelta(days=2)),
+        "long-revoked": WebSession(
+            id="d" * 64, expires_at=now + dt.timedelta(hours=1), revoked_at=now - dt.timedelta(days=3)
+        ),
+    }
+    db_session.add_all(rows.values())
+    db_session.commit()
+    jobs.enqueue(jobs.purge_expired_sessions, org_id=None)
+    db_session.commit()
+    left = set(
+        db_session.scalars(select(WebSession.id).where(WebSession.id.in_([r.id for r in rows.values()])))
+    )
+    assert left == {"a" * 64, "b" * 64}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+import socket
 
 import pytest
 from sqlalchemy import select, update
@@ -202,4 +203,24 @@ def test_invitations_that_cannot_work_are_refused(
     assert response.status_code == 400
     assert message in response.get_data(as_text=True)
     assert smtp_server.messages == []
+    assert _invitations(db_session, school.id) == []
+
+
+def test_if_the_email_cannot_be_sent_no_invitation_is_kept(
+    app, client, db_session, sign_in, school, school_admin
+):
+    sign_in(school_admin)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    saved = {k: app.config.get(k) for k in ("MAIL_SERVER", "MAIL_PORT")}
+    app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=closed_port)
+    try:
+        response = post(client, USERS, f"{USERS}/invite", {"email": "x@hilltop.test", "role": "school_staff"})
+    finally:
+        app.config.update(saved)
+    assert response.status_code == 400
+    assert "The invitation email could not be sent, so no invitation was made" in response.get_data(
+        as_text=True
+    )
     assert _invitations(db_session, school.id) == []
