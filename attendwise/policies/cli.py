@@ -37,10 +37,10 @@ def _fail(lines: Sequence[str], *, err: bool = True) -> None:
     sys.exit(1)
 
 
-def _load_policy_file(path: str) -> list[document.Policy]:
+def _load_policy_file(path: str, *, errors_to_stdout: bool = False) -> list[document.Policy]:
     result = document.parse(_read(path, "policy file", document.MAX_BYTES))
     if result.errors:
-        _fail([f"{path}: {e}" for e in result.errors])
+        _fail([f"{path}: {e}" for e in result.errors], err=not errors_to_stdout)
     return result.policies
 
 
@@ -101,7 +101,7 @@ def schema_command() -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 def validate_command(file: str) -> None:
     """Check a policy FILE; print every error with its line and column and exit 1, or exit 0."""
-    policies = _load_policy_file(file)
+    policies = _load_policy_file(file, errors_to_stdout=True)
     described = ", ".join(f"version {p.version} from {p.effective_from.isoformat()}" for p in policies)
     click.echo(f"{file}: valid ({policies[0].id}: {described})")
 
