@@ -318,8 +318,9 @@ def _class_matrix(table: CodeTable) -> np.ndarray:
 class _Geometry:
     ndays: int
     week_starts: np.ndarray  # day offsets (within the period) where each Mon-Sun week starts
+    week_of_day: np.ndarray  # per day: its week's number
     school_week: np.ndarray  # per week: at least one school day in the period
-    session_segment: np.ndarray  # per session column: half-term number + 1 (0 = none)
+    day_segment: np.ndarray  # per day: half-term number + 1 (0 = none)
     half_term_names: list[str]
 
 
@@ -335,14 +336,25 @@ def _geometry(calendar: SchoolCalendar, period: Period) -> _Geometry:
     renumber = np.zeros(len(calendar.half_terms) + 1, dtype=np.int64)
     for new, old in enumerate(used, start=1):
         renumber[old + 1] = new
-    segment_per_day = renumber[ht.astype(np.int64) + 1]
     return _Geometry(
         ndays=ndays,
         week_starts=week_starts,
+        week_of_day=(np.arange(ndays) + offset) // 7,
         school_week=school_week,
-        session_segment=np.repeat(segment_per_day, 2),
+        day_segment=renumber[ht.astype(np.int64) + 1],
         half_term_names=[calendar.half_terms[i].name for i in used],
     )
+
+
+def _marked_days(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The days on which any row of ``block`` has a mark, and those days' (AM, PM) pairs.
+
+    Days nobody has a mark on change no figure, and in a school's year they are about half of
+    all days (weekends, holidays), so dropping them first halves the work that follows.
+    """
+    pairs = block.view("<u2")
+    used = np.flatnonzero(pairs.any(axis=0))
+    return used, np.take(pairs, used, axis=1)
 
 
 # -- the engine ---------------------------------------------------------------------------------
@@ -424,10 +436,13 @@ def compute(
             rows = slice(b_start, b_end) if identity else order[b_start:b_end]
             block = matrix.codes[rows, 2 * d0 : 2 * (d0 + geo.ndays)]
             nrow = block.shape[0]
+            used, pairs = _marked_days(block)
+            sessions = pairs.view(np.uint8)
 
             # counts by code, per half-term segment: one bincount over (row, segment, code)
-            key = block + (geo.session_segment * _KEY_WIDTH)[None, :]
-            key = key + (np.arange(nrow, dtype=np.int64) * (nseg * _KEY_WIDTH))[:, None]
+            key = np.empty(sessions.shape, dtype=np.intp)
+            np.add(sessions, np.repeat(geo.day_segment[used] * _KEY_WIDTH, 2)[None, :], out=key)
+            key += (np.arange(nrow, dtype=np.intp) * (nseg * _KEY_WIDTH))[:, None]
             seg_counts = np.bincount(key.ravel(), minlength=nrow * nseg * _KEY_WIDTH).reshape(
                 nrow, nseg, _KEY_WIDTH
             )
@@ -447,8 +462,7 @@ def compute(
                 late_l_ht[rows, : nseg - 1] = seg_counts[:, 1:, late_l]
                 late_u_ht[rows, : nseg - 1] = seg_counts[:, 1:, late_u]
 
-            pairs = block.view("<u2")
-            weekly = _Weekly(week_lut[pairs], geo, period)
+            weekly = _Weekly(week_lut[pairs], used, geo, period)
             out["school_weeks"][rows] = weekly.nweeks
             if weekly.nweeks:
                 sums = weekly.window_sums()
@@ -502,9 +516,14 @@ def compute(
 class _Weekly:
     """Per-week sums of one block (attended, possible, G/N/O/U) and the school weeks among them."""
 
-    def __init__(self, packed: np.ndarray, geo: _Geometry, period: Period) -> None:
+    def __init__(self, packed: np.ndarray, used: np.ndarray, geo: _Geometry, period: Period) -> None:
         self.packed = packed
-        self.weeks = np.add.reduceat(packed, geo.week_starts, axis=1) if packed.shape[1] else packed
+        self.used = used
+        self.weeks = np.zeros((packed.shape[0], len(geo.week_starts)), dtype=packed.dtype)
+        if len(used):
+            week = geo.week_of_day[used]
+            starts = np.flatnonzero(np.concatenate(([True], week[1:] != week[:-1])))
+            self.weeks[:, week[starts]] = np.add.reduceat(packed, starts, axis=1)
         self.school_weeks = np.flatnonzero(geo.school_week)
         self.nweeks = len(self.school_weeks)
         self.period = period
@@ -533,7 +552,7 @@ class _Weekly:
         return _trend(attended, possible, _field_sum(before, 0), _field_sum(before, 4))
 
     def trend_since(self, attended: np.ndarray, possible: np.ndarray, since_day: int) -> np.ndarray:
-        before = self.packed[:, : max(since_day, 0)]
+        before = self.packed[:, : int(np.searchsorted(self.used, since_day))]
         return _trend(attended, possible, _field_sum(before, 0), _field_sum(before, 4))
 
 
@@ -583,8 +602,8 @@ def penalty_windows(
     week_lut, _ = _luts(tuple(sorted((k, v.value) for k, v in table.overrides.items())))
     geo = _geometry(calendars[int(matrix.calendar_of[row])], period)
     d0 = (period.start - matrix.start).days
-    block = matrix.codes[row : row + 1, 2 * d0 : 2 * (d0 + geo.ndays)]
-    weekly = _Weekly(week_lut[block.view("<u2")], geo, period)
+    used, pairs = _marked_days(matrix.codes[row : row + 1, 2 * d0 : 2 * (d0 + geo.ndays)])
+    weekly = _Weekly(week_lut[pairs], used, geo, period)
     if not weekly.nweeks:
         return []
     sums = weekly.window_sums()[0]
