@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from attendwise.attendance import services as attendance
+from attendwise.attendance.models import Contact, Pupil
 from attendwise.integrations import csv_import, ctf
 from attendwise.integrations.models import CsvMapping, RunStatus, SyncRejection, SyncRun
 from attendwise.platform import audit, tenancy
@@ -163,6 +164,49 @@ def fail_run(session: Session, run_id: int, error: str) -> None:
         run.finished_at = utcnow()
         run.error = error[:2000]
         session.flush()
+
+
+def last_success(session: Session, org_id: int, connector: str) -> dt.datetime | None:
+    """When the school's last successful run of ``connector`` started: the next sync's cursor."""
+    started = session.scalar(
+        select(SyncRun.started_at)
+        .where(
+            SyncRun.org_id == org_id, SyncRun.connector == connector, SyncRun.status == RunStatus.SUCCEEDED
+        )
+        .order_by(SyncRun.started_at.desc())
+        .limit(1)
+    )
+    return _aware(started) if started else None
+
+
+def external_ids(session: Session, org_id: int, source: str) -> dict[str, str]:
+    """The school's pupils from ``source``: external id -> UPN."""
+    rows = session.execute(
+        select(Pupil.external_id, Pupil.upn).where(
+            Pupil.org_id == org_id, Pupil.source == source, Pupil.external_id.is_not(None)
+        )
+    ).all()
+    return {str(external): upn for external, upn in rows}
+
+
+def delete_by_external_id(
+    session: Session, org_id: int, source: str, *, students: set[str], contacts: set[str]
+) -> int:
+    """Remove the pupils and contacts the MIS deleted (their links and marks go with them)."""
+    _require_writer(org_id)
+    removed = 0
+    for model, ids in ((Pupil, students), (Contact, contacts)):
+        if not ids:
+            continue
+        for row in session.scalars(
+            select(model).where(
+                model.org_id == org_id, model.source == source, model.external_id.in_(sorted(ids))
+            )
+        ):
+            session.delete(row)
+            removed += 1
+    session.flush()
+    return removed
 
 
 def school_by_urn(session: Session, urn: str) -> Organisation | None:
