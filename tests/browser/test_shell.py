@@ -167,3 +167,47 @@ def test_api_docs_render_under_the_content_security_policy(
     expect(page.get_by_role("heading", name=re.compile("Attendwise API"))).to_be_visible(timeout=30000)
     screenshot(page, "api-docs")
     assert any("cdn.redoc.ly" in v and "img-src" in v for v in page_problems.csp_violations)
+
+
+def test_navigation_collapses_behind_a_menu_button_on_a_phone(
+    page: Any,
+    live_server: LiveServer,
+    sign_in: Callable[..., None],
+    monkeypatch: pytest.MonkeyPatch,
+    screenshot: Callable[[Any, str], Any],
+) -> None:
+    monkeypatch.setattr(web, "_nav", dict(web._nav))
+    web.register_nav(endpoint="api-docs.openapi_redoc", label="API", order=50)
+    school = live_server.make_school()
+    page.set_viewport_size({"width": 375, "height": 740})
+    sign_in(live_server.make_user([(school, "attendance_officer")]))
+
+    menu = page.get_by_role("button", name="Menu")
+    expect(menu).to_be_visible()  # GOV.UK Frontend's JavaScript started the component
+    expect(menu).to_have_attribute("aria-expanded", "false")
+    expect(page.get_by_role("link", name="API", exact=True)).to_be_hidden()
+    menu.click()
+    expect(page.get_by_role("link", name="API", exact=True)).to_be_visible()
+    screenshot(page, "shell-home-phone-menu")
+
+
+def test_moj_macros_render_timeline_badge_and_sub_navigation(live_server: LiveServer) -> None:
+    import datetime as dt
+
+    template = live_server.app.jinja_env.from_string(
+        '{% from "platform/macros/moj.html" import mojBadge, mojSubNavigation, mojTimeline %}'
+        '{{ mojBadge({"text": "Urgent", "classes": "moj-badge--red"}) }}'
+        '{{ mojSubNavigation({"label": "Case", "items": [{"text": "Timeline", "href": "/t", "active": true},'
+        ' {"text": "Letters", "href": "/l"}]}) }}'
+        '{{ mojTimeline({"items": [{"label": "Letter sent", "byline": "Sam", "datetime": when,'
+        ' "text": "First warning letter"}]}) }}'
+    )
+    with live_server.app.test_request_context("/"):
+        html = template.render(when=dt.datetime(2026, 6, 3, 13, 5, tzinfo=dt.UTC))
+    assert '<span class="moj-badge moj-badge--red">Urgent</span>' in html
+    assert 'aria-current="page" href="/t">Timeline</a>' in html
+    assert 'href="/l">Letters</a>' in html
+    assert "Letter sent" in html
+    assert "by Sam" in html
+    # 13:05 UTC in June is 2:05pm in London.
+    assert '<time datetime="2026-06-03T13:05:00+00:00">3 June 2026 at 2:05pm</time>' in html
