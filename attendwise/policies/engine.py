@@ -28,6 +28,7 @@ Decisions reach casework through a :class:`DecisionSink`; the engine writes no t
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,14 @@ from attendwise.policies.document import (
 SNAP_FIELDS = ("attended", "possible", "absent", "unauthorised", "unexplained", "late_l", "late_u")
 _SNAP = {name: i for i, name in enumerate(SNAP_FIELDS)}
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def academic_years(ordinals: np.ndarray) -> np.ndarray:
+    """The academic year (named by the year it starts, 1 August) of each date ordinal."""
+    days = (np.asarray(ordinals, dtype=np.int64) - dt.date(1970, 1, 1).toordinal()).astype("datetime64[D]")
+    year = days.astype("datetime64[Y]").astype(np.int64) + 1970
+    month = (days.astype("datetime64[M]").astype(np.int64) % 12) + 1
+    return np.where(month >= 8, year, year - 1)
 
 
 def fmt_date(day: dt.date) -> str:
@@ -254,12 +263,40 @@ class Facts:
             out[rows] = clock.days(ordinals[rows], self.ordinal)
         return out
 
-    def event_seen(self, name: str, since: np.ndarray) -> np.ndarray:
+    def latest_event(self, name: str) -> np.ndarray:
+        """Per pupil, the latest day (ordinal) ``name`` was recorded on or before today; 0 if never."""
         latest = self._cache.get(("event", name))
         if latest is None:
             latest = self.events.latest(name, self.n, self.ordinal)
             self._cache[("event", name)] = latest
+        return latest
+
+    def event_seen(self, name: str, since: np.ndarray) -> np.ndarray:
+        latest = self.latest_event(name)
         return (latest > 0) & (latest > since)
+
+
+def take_rows(metrics: PupilMetrics, rows: np.ndarray) -> PupilMetrics:
+    """The metrics of some rows only (e.g. the pupils of the schools sharing one policy)."""
+    n = len(metrics)
+    changes: dict[str, Any] = {
+        f.name: getattr(metrics, f.name)[rows]
+        for f in dataclasses.fields(metrics)
+        if isinstance(getattr(metrics, f.name), np.ndarray) and getattr(metrics, f.name).shape[:1] == (n,)
+    }
+    changes["pupils"] = [metrics.pupils[int(i)] for i in rows]
+    return dataclasses.replace(metrics, **changes)
+
+
+def half_term_columns(metrics: PupilMetrics, calendars: Sequence[SchoolCalendar], on: dt.date) -> np.ndarray:
+    """Per pupil, the column of ``on``'s half-term in the metrics' lates by half-term (-1: none)."""
+    per_calendar = np.full(len(calendars), -1, dtype=np.int64)
+    for i, calendar in enumerate(calendars):
+        half_term = calendar.half_term_of(on)
+        names = metrics.half_term_names[i]
+        if half_term is not None and half_term.name in names:
+            per_calendar[i] = names.index(half_term.name)
+    return per_calendar[np.asarray(metrics.calendar_of, dtype=np.int64)]
 
 
 # --------------------------------------------------------------------------- decisions
@@ -345,8 +382,19 @@ class Evaluation:
 
 @dataclass
 class _Context:
+    """One evaluation: the facts, the state before it, and every mask and value computed so far
+    (keyed by the condition object), so explaining a pupil never recomputes a whole column."""
+
     facts: Facts
     state: LadderState
+    masks: dict[int, np.ndarray] = field(default_factory=dict)
+    values: dict[Any, np.ndarray] = field(default_factory=dict)
+
+    def weeks(self, which: str) -> np.ndarray:
+        key = ("weeks", which)
+        if key not in self.values:
+            self.values[key] = self.facts.weeks_since(self.since(which))
+        return self.values[key]
 
     def since(self, which: str) -> np.ndarray:
         return self.state.entered if which == "stage_entry" else self.state.ladder_entered
@@ -370,15 +418,23 @@ _COUNT_FIELD = {
 
 
 def metric_values(ctx: _Context, metric: Metric) -> np.ndarray:
+    values = ctx.values.get(id(metric))
+    if values is None:
+        values = _metric_values(ctx, metric)
+        ctx.values[id(metric)] = values
+    return values
+
+
+def _metric_values(ctx: _Context, metric: Metric) -> np.ndarray:
     facts, window = ctx.facts, metric.cmp.window or "year_to_date"
     name = metric.metric
     if name == "improvement":
         gain = facts.metrics.attendance_pct - ctx.state.attendance_at_entry
         return np.nan_to_num(gain, nan=0.0)
     if name == "weeks_in_stage":
-        return facts.weeks_since(ctx.state.entered).astype(np.float64)
+        return ctx.weeks("stage_entry").astype(np.float64)
     if name == "weeks_on_ladder":
-        return facts.weeks_since(ctx.state.ladder_entered).astype(np.float64)
+        return ctx.weeks("ladder_entry").astype(np.float64)
     if name == "school_days_in_stage":
         return facts.days_since(ctx.state.entered).astype(np.float64)
     if name == "end_of_year_attendance":
@@ -451,7 +507,15 @@ def flag_values(ctx: _Context, name: str) -> np.ndarray:
 
 
 def holds(cond: Condition, ctx: _Context) -> np.ndarray:
-    """The pupils for whom ``cond`` is true, as a boolean mask."""
+    """The pupils for whom ``cond`` is true, as a boolean mask (computed once per evaluation)."""
+    mask = ctx.masks.get(id(cond))
+    if mask is None:
+        mask = _holds(cond, ctx)
+        ctx.masks[id(cond)] = mask
+    return mask
+
+
+def _holds(cond: Condition, ctx: _Context) -> np.ndarray:
     if isinstance(cond, AllOf):
         mask = np.ones(ctx.facts.n, dtype=bool)
         for item in cond.items:
@@ -520,7 +584,7 @@ def explain(cond: Condition, ctx: _Context, row: int) -> list[str]:
         return [words if cond.value else f"not {words}"]
     if isinstance(cond, EventSeen):
         since = int(ctx.since(cond.since)[row])
-        latest = ctx.facts.events.latest(cond.event, ctx.facts.n, ctx.facts.ordinal)[row]
+        latest = ctx.facts.latest_event(cond.event)[row]
         when = fmt_date(dt.date.fromordinal(int(latest))) if latest > since else "not yet"
         return [f"{cond.event.replace('_', ' ')} ({when})"]
     if isinstance(cond, AtStage):
@@ -613,9 +677,7 @@ def evaluate(
     rules: list[tuple[str, Stage, Any]] = []
 
     if policy.new_academic_year == "start_afresh":
-        entered_year = np.array(
-            [academic_year_of(dt.date.fromordinal(int(o))) if o else facts.year for o in state.entered]
-        )
+        entered_year = np.where(state.entered > 0, academic_years(state.entered), facts.year)
         afresh = due_mask & (state.stage != base) & (entered_year < facts.year)
         rules.append(("afresh", Stage(base, policy.stage_name(base)), None))
         target[afresh], moved[afresh], rule_of[afresh] = base, True, len(rules) - 1
@@ -642,8 +704,7 @@ def evaluate(
         if not eligible.any():
             continue
         if enter.after_weeks is not None:
-            since = state.entered if enter.weeks_counted_from == "stage_entry" else state.ladder_entered
-            eligible &= facts.weeks_since(since) >= enter.after_weeks.low
+            eligible &= ctx.weeks(enter.weeks_counted_from) >= enter.after_weeks.low
         if enter.when is not None and eligible.any():
             eligible &= holds(enter.when, ctx)
         if eligible.any():
@@ -671,8 +732,7 @@ def evaluate(
             extra = ()
             details = explain(rule.when, ctx, row) if rule.when is not None else []
             if rule.after_weeks is not None:
-                since = state.entered if rule.weeks_counted_from == "stage_entry" else state.ladder_entered
-                weeks = int(facts.weeks_since(since)[row : row + 1][0])
+                weeks = int(ctx.weeks(rule.weeks_counted_from)[row])
                 where = "at stage" if rule.weeks_counted_from == "stage_entry" else "since the first stage"
                 details.append(f"after {weeks} school weeks {where} ({rule.after_weeks} weeks)")
             head = rule.reason or f"enters {source_stage.label}"

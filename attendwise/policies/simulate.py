@@ -46,6 +46,7 @@ from attendwise.policies.engine import (
     MemorySink,
     TransitionDecision,
     evaluate,
+    half_term_columns,
 )
 from attendwise.policies.schema import EVENTS
 
@@ -326,16 +327,13 @@ class Replay:
 
     def facts(self, day: dt.date, policy: Policy) -> Facts:
         metrics = self.metrics(day)
-        half_term = self.calendar.half_term_of(day)
-        names = metrics.half_term_names[0]
-        column = names.index(half_term.name) if half_term is not None and half_term.name in names else -1
         previous = (
             self.previous_year_attendance(day) if uses_metric(policy, "end_of_year_attendance") else None
         )
         return Facts(
             on=day,
             metrics=metrics,
-            half_term_column=np.full(len(self.upns), column, dtype=np.int64),
+            half_term_column=half_term_columns(metrics, [self.calendar], day),
             clocks=[self.clock],
             calendar_of=np.zeros(len(self.upns), dtype=np.int64),
             events=self.events,
