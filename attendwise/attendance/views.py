@@ -13,6 +13,7 @@ from attendwise.attendance import queries
 from attendwise.platform import audit
 from attendwise.platform.auth import current_principal, require_perm
 from attendwise.platform.db import db
+from attendwise.platform.web import register_nav
 from attendwise.tenants.models import Organisation
 from attendwise.tenants.roles import Perm
 
@@ -138,6 +139,7 @@ def pupil_page(pupil_id: int) -> Any:
 
 def register(app: Flask) -> None:
     app.register_blueprint(bp)
+    register_nav(endpoint="attendance.pupil_list", label="Pupils", perm=Perm.PUPILS_READ, order=10)
     app.jinja_env.filters["aw_pct"] = _pct_filter
     app.jinja_env.filters["att_date"] = _date_filter
 
