@@ -71,7 +71,7 @@ def _role_items(kind: OrgKind, selected: str | None = None) -> list[dict[str, An
     ]
 
 
-def _send_invitation(issued: services.IssuedInvitation, org: Organisation, inviter: User | None) -> None:
+def send_invitation(issued: services.IssuedInvitation, org: Organisation, inviter: User | None) -> None:
     link = current_app.config["BASE_URL"].rstrip("/") + url_for(
         "tenants.accept_invitation", token=issued.token
     )
@@ -106,7 +106,7 @@ def _invite_from_form(org: Organisation, inviter: User | None) -> dict[str, str]
     except services.OnboardingError as exc:
         return {"email": str(exc)}
     try:
-        _send_invitation(issued, org, inviter)
+        send_invitation(issued, org, inviter)
     except mail.MailError:
         current_app.logger.exception("invitation email could not be sent")
         db.session.rollback()
