@@ -200,6 +200,14 @@ def test_mfa_cannot_be_turned_off_when_required(
     login(officer)
     submit_code(client, next_step_code(key))
     assert client.get("/account/mfa/disable").status_code == 403
+    token = page_csrf(client.get("/account").get_data(as_text=True))
+    refused = client.post(
+        "/account/mfa/disable", data={"current_password": TEST_PASSWORD, "csrf_token": token}
+    )
+    assert refused.status_code == 403
+    assert "requires two-factor authentication" in refused.get_data(as_text=True)
+    db_session.refresh(officer)
+    assert officer.totp_enabled
 
 
 def test_mfa_can_be_turned_off_with_the_password_when_optional(
