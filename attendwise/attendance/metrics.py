@@ -380,6 +380,8 @@ def compute(
         raise ValueError("the period does not overlap the marks")
     period = clipped
     npupils = matrix.codes.shape[0]
+    if npupils and int(matrix.codes.max()) >= NCODES:
+        raise ValueError(f"the marks hold a byte ({int(matrix.codes.max())}) that encodes no attendance code")
     week_lut, day_lut = _luts(tuple(sorted((k, v.value) for k, v in table.overrides.items())))
     class_onehot = _class_matrix(table)
     d0 = (period.start - matrix.start).days

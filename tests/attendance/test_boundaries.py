@@ -218,3 +218,10 @@ def test_school_weeks_and_half_term_names_follow_each_pupils_own_calendar() -> N
     assert result.record(0)["school_weeks"] == 8
     assert result.record(1)["school_weeks"] == 7
     assert week_start(day) == date(2024, 10, 21)
+
+
+def test_a_corrupt_code_byte_is_refused_rather_than_miscounted() -> None:
+    matrix = _matrix([{(date(2024, 9, 9), "AM"): "/"}])
+    matrix.codes[0, 1] = 200
+    with pytest.raises(ValueError, match=r"byte \(200\) that encodes no attendance code"):
+        compute(matrix, [AUTUMN_2024], Period(AUTUMN_2024.start, AUTUMN_2024.end))
