@@ -32,7 +32,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -123,7 +123,12 @@ class LadderState:
 
 @dataclass(frozen=True)
 class Clock:
-    """School days and school weeks of one calendar, counted along a day axis."""
+    """School days and school weeks of one calendar, counted along a day axis.
+
+    ``cum_days[i]``: school days from the axis start to day ``i`` inclusive; ``cum_weeks[i]``:
+    school weeks (Monday to Sunday, at least one school day) whose Monday is on or before day
+    ``i``. Differences of these give "school days / school weeks since" in one gather.
+    """
 
     axis_start: int
     cum_days: np.ndarray
@@ -140,19 +145,6 @@ class Clock:
             cum_days=np.cumsum(open_days),
             cum_weeks=np.cumsum(week_open)[week_id],
         )
-
-    def _index(self, ordinals: np.ndarray) -> np.ndarray:
-        return np.clip(ordinals - self.axis_start, 0, len(self.cum_days) - 1)
-
-    def weeks(self, since: np.ndarray, on: int) -> np.ndarray:
-        """School weeks from each ``since`` day to ``on`` (a week counts once its Monday is reached)."""
-        now = self.cum_weeks[self._index(np.array([on]))[0]]
-        return np.where(since > 0, now - self.cum_weeks[self._index(since)], 0)
-
-    def days(self, since: np.ndarray, on: int) -> np.ndarray:
-        """School days after each ``since`` day up to and including ``on``."""
-        now = self.cum_days[self._index(np.array([on]))[0]]
-        return np.where(since > 0, now - self.cum_days[self._index(since)], 0)
 
 
 @dataclass
@@ -250,18 +242,41 @@ class Facts:
         return self._cache[key]
 
     def weeks_since(self, ordinals: np.ndarray) -> np.ndarray:
-        out = np.zeros(self.n, dtype=np.int64)
-        for i, clock in enumerate(self.clocks):
-            rows = self.calendar_of == i
-            out[rows] = clock.weeks(ordinals[rows], self.ordinal)
-        return out
+        """School weeks from each pupil's ``ordinals`` day to today, on the pupil's own calendar."""
+        return self._since("cum_weeks", ordinals)
 
     def days_since(self, ordinals: np.ndarray) -> np.ndarray:
-        out = np.zeros(self.n, dtype=np.int64)
-        for i, clock in enumerate(self.clocks):
-            rows = self.calendar_of == i
-            out[rows] = clock.days(ordinals[rows], self.ordinal)
-        return out
+        """School days after each pupil's ``ordinals`` day up to today, on the pupil's own calendar."""
+        return self._since("cum_days", ordinals)
+
+    def _since(self, which: str, ordinals: np.ndarray) -> np.ndarray:
+        key = ("clock", which)
+        if key not in self._cache:
+            start = self.clocks[0].axis_start
+            width = max(len(c.cum_days) for c in self.clocks)
+            table = np.zeros((len(self.clocks), width), dtype=np.int64)
+            for i, clock in enumerate(self.clocks):
+                if clock.axis_start != start:
+                    raise ValueError("every clock of one evaluation must start on the same day")
+                values = getattr(clock, which)
+                table[i, : len(values)] = values
+                table[i, len(values) :] = values[-1]
+            self._cache[key] = table
+        table = self._cache[key]
+        cal = np.asarray(self.calendar_of, dtype=np.int64)
+        last = table.shape[1] - 1
+        today = np.clip(self.ordinal - self.clocks[0].axis_start, 0, last)
+        then = np.clip(ordinals - self.clocks[0].axis_start, 0, last)
+        return np.where(ordinals > 0, table[cal, today] - table[cal, then], 0)
+
+    def other_window(self, name: str) -> PupilMetrics:
+        """Metrics over another window, computed once per day however many conditions use it."""
+        if self.window is None:
+            raise ValueError(f"no metrics are available for the window {name!r}")
+        key = ("window", name)
+        if key not in self._cache:
+            self._cache[key] = self.window(name)  # type: ignore[assignment]
+        return self._cache[key]  # type: ignore[return-value]
 
     def latest_event(self, name: str) -> np.ndarray:
         """Per pupil, the latest day (ordinal) ``name`` was recorded on or before today; 0 if never."""
@@ -302,9 +317,10 @@ def half_term_columns(metrics: PupilMetrics, calendars: Sequence[SchoolCalendar]
 # --------------------------------------------------------------------------- decisions
 
 
-@dataclass(frozen=True)
-class ActionDecision:
-    """One thing to do for one pupil, keyed so that recording it twice creates it once."""
+class ActionDecision(NamedTuple):
+    """One thing to do for one pupil, keyed so that recording it twice creates it once.
+
+    A named tuple: a whole LA's weekly calls and rewards are created in one evaluation."""
 
     key: str
     upn: str
@@ -390,6 +406,12 @@ class _Context:
     masks: dict[int, np.ndarray] = field(default_factory=dict)
     values: dict[Any, np.ndarray] = field(default_factory=dict)
 
+    def column(self, name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """A per-pupil column computed at most once in this evaluation."""
+        if name not in self.values:
+            self.values[name] = compute()
+        return self.values[name]
+
     def weeks(self, which: str) -> np.ndarray:
         key = ("weeks", which)
         if key not in self.values:
@@ -448,9 +470,7 @@ def _metric_values(ctx: _Context, metric: Metric) -> np.ndarray:
         return _from_counts(counts, name, metric.late_kind)
     if window == "year_to_date":
         return _from_counts(facts.counts(), name, metric.late_kind)
-    if facts.window is None:
-        raise ValueError(f"no metrics are available for the window {window!r}")
-    other = facts.window(window)
+    other = facts.other_window(window)
     counts = np.stack(
         [
             other.attended,
@@ -571,7 +591,7 @@ def explain(cond: Condition, ctx: _Context, row: int) -> list[str]:
         return [f"not ({'; '.join(explain(cond.item, ctx, row)) or 'condition'})"]
     if isinstance(cond, Flag):
         m = ctx.facts.metrics
-        absence = m.absence_pct[row]
+        absence = ctx.column("absence_pct", lambda: m.absence_pct)[row]
         words = {
             "persistent_absence": f"persistently absent (absence {absence:.1f}%)",
             "severe_absence": f"severely absent (absence {absence:.1f}%)",
@@ -633,21 +653,17 @@ def action_decisions(
     actions: Sequence[Action], *, upn: str, on: dt.date, stage: int, source: str, policy: Policy
 ) -> tuple[ActionDecision, ...]:
     """Decisions for ``actions``; ``source`` (a transition's key, or a recurring rule and day) keys them."""
+    key = policy.key
     return tuple(
-        ActionDecision(
-            key=_key(source, i),
-            upn=upn,
-            on=on,
-            kind=a.kind,
-            detail=a.summary(),
-            stage=stage,
-            source=source,
-            policy=policy.key,
-            params=a.params,
-            sign_off=a.sign_off,
-        )
-        for i, a in enumerate(actions)
+        ActionDecision(f"{source}:{i}", upn, on, kind, detail, stage, source, key, params, sign_off)
+        for i, (kind, detail, params, sign_off) in enumerate(_prepared(actions))
     )
+
+
+def _prepared(
+    actions: Sequence[Action],
+) -> tuple[tuple[str, str, tuple[tuple[str, Any], ...], str | None], ...]:
+    return tuple((a.kind, a.summary(), a.params, a.sign_off) for a in actions)
 
 
 def evaluate(
@@ -748,7 +764,7 @@ def evaluate(
             elif (
                 to_stage.support_first
                 and not assume_support
-                and not flag_values(ctx, "support_recorded")[row]
+                and not ctx.column("support_recorded", lambda: flag_values(ctx, "support_recorded"))[row]
             ):
                 status = "awaiting_support"
         if status != "applied":
@@ -803,18 +819,24 @@ def _recurring(
     ]
     for st in policy.stages:
         jobs.extend(("stage", st.number, i, r) for i, r in enumerate(st.while_in_stage))
+    day, version = facts.on.isoformat(), policy.key
     for source, stage_number, index, item in jobs:
         if not recurring_today(item.every):
             continue
         mask = np.ones(facts.n, dtype=bool) if stage_number is None else state.stage == stage_number
         if item.when is not None and mask.any():
             mask &= holds(item.when, ctx)
-        for row in np.flatnonzero(mask):
-            number = int(state.stage[row]) if stage_number is None else stage_number
-            tag = _key(policy.id, state.upns[row], facts.on.isoformat(), source, stage_number, index)
+        rows = np.flatnonzero(mask)
+        prepared = _prepared(item.actions)
+        stages = state.stage[rows].tolist() if stage_number is None else [stage_number] * len(rows)
+        suffix = f"{day}:{source}:{stage_number}:{index}"
+        for row, number in zip(rows.tolist(), stages, strict=True):
+            upn = state.upns[row]
+            tag = f"{policy.id}:{upn}:{suffix}"
             out.extend(
-                action_decisions(
-                    item.actions, upn=state.upns[row], on=facts.on, stage=number, source=tag, policy=policy
+                ActionDecision(
+                    f"{tag}:{i}", upn, facts.on, kind, detail, number, tag, version, params, sign_off
                 )
+                for i, (kind, detail, params, sign_off) in enumerate(prepared)
             )
     return out
