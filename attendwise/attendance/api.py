@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, abort
+from flask_smorest import abort as smorest_abort
 from marshmallow import Schema, fields, validate
 
 from attendwise.attendance import queries, services
+from attendwise.attendance.codes import Code, OverrideError, StatClass
 from attendwise.attendance.models import Pupil, RegistrationType, SenStatus, Sex
 from attendwise.platform.api import API_PREFIX, Blueprint, api
 from attendwise.platform.auth import current_principal
@@ -164,5 +166,79 @@ def get_pupil(pupil_id: int) -> dict[str, Any]:
     return _pupil_dict(pupil, figures)
 
 
+codes_blp = Blueprint(
+    "codes_api",
+    __name__,
+    url_prefix=f"{API_PREFIX}/attendance-codes",
+    description="The DfE attendance codes, their statistical classes and platform corrections.",
+)
+
+
+class CodeSchema(Schema):
+    code = fields.String()
+    meaning = fields.String()
+    statistical_class = fields.String()
+    default_class = fields.String(metadata={"description": "The class the DfE sources give."})
+    overridden = fields.Boolean()
+    verification = fields.String(metadata={"description": "V verified, P secondary source, U unverified."})
+    valid_from = fields.Date(allow_none=True)
+    valid_to = fields.Date(allow_none=True)
+
+
+class CodeCorrectionCreateSchema(Schema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=3))
+    statistical_class = fields.String(required=True, validate=validate.OneOf([c.value for c in StatClass]))
+    reason = fields.String(required=True, validate=validate.Length(min=5, max=2000))
+
+
+def _code_dict(code: Code) -> dict[str, Any]:
+    return {
+        "code": code.code,
+        "meaning": code.meaning,
+        "statistical_class": code.stat_class.value,
+        "default_class": (code.default_class or code.stat_class).value,
+        "overridden": code.overridden,
+        "verification": code.verification.value,
+        "valid_from": code.valid_from,
+        "valid_to": code.valid_to,
+    }
+
+
+@codes_blp.route("")
+@codes_blp.requires(Perm.PLATFORM_ADMIN)
+@codes_blp.response(200, CodeSchema(many=True))
+def list_codes() -> list[dict[str, Any]]:
+    """Every code with the class the platform uses now (including any correction)."""
+    return [_code_dict(code) for code in services.code_table(db.session())]
+
+
+@codes_blp.route("/corrections", methods=["POST"])
+@codes_blp.requires(Perm.PLATFORM_ADMIN)
+@codes_blp.arguments(CodeCorrectionCreateSchema)
+@codes_blp.response(201, CodeSchema)
+def correct_code(args: dict[str, Any]) -> dict[str, Any]:
+    """Correct the statistical class of a code whose classification is not verified (audited).
+
+    Verified classifications are the law and cannot be changed (422).
+    """
+    principal = current_principal()
+    if principal is None or principal.organisation is None:
+        abort(403)
+    session, code = db.session(), args["code"]
+    try:
+        services.set_code_override(
+            session,
+            code=code,
+            statistical_class=args["statistical_class"],
+            reason=args["reason"],
+            user_id=principal.user.id if principal.user else None,
+            audit_org_id=principal.organisation.id,
+        )
+    except OverrideError as exc:
+        smorest_abort(422, message=str(exc))
+    return _code_dict(services.code_table(session)[code])
+
+
 def register(app: Flask) -> None:
     api.register_blueprint(blp)
+    api.register_blueprint(codes_blp)
