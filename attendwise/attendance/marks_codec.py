@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from datetime import date
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -156,7 +157,7 @@ def load_matrix(
             query = query.where(_marks.c.pupil_id.in_(list(pupil_ids)))
         if org_ids is not None:
             query = query.where(_marks.c.org_id.in_(list(org_ids)))
-        per_year.append(matrix_from_rows(conn.execute(query.order_by(_marks.c.pupil_id)), year))
+        per_year.append(matrix_from_rows(_fetch(conn, query.order_by(_marks.c.pupil_id)), year))
     if len(per_year) == 1:
         only = per_year[0]
         cal = _calendar_index(only.pupils, calendar_of)
@@ -170,6 +171,18 @@ def load_matrix(
         parts.append(part)
     codes = np.concatenate(parts, axis=1)
     return MarkMatrix(per_year[0].start, codes, everyone, _calendar_index(everyone, calendar_of))
+
+
+def _fetch(conn: sa.Connection, query: sa.Select[Any]) -> Sequence[tuple[int, bytes]]:
+    """Rows of ``query``; on psycopg in binary format, so ``bytea`` arrives as raw bytes, not hex."""
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+        compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        with raw.cursor(binary=True) as cursor:
+            cursor.execute(str(compiled), compiled.params)
+            return cursor.fetchall()
+    return [(r[0], r[1]) for r in conn.execute(query)]
 
 
 def _calendar_index(pupils: Sequence[int], calendar_of: dict[int, int] | None) -> np.ndarray:
