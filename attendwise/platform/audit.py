@@ -17,9 +17,9 @@ import json
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Index, String, Text, event, insert, inspect, select, text
+from sqlalchemy import Index, String, Table, Text, event, insert, inspect, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from attendwise.platform import tenancy
@@ -124,7 +124,7 @@ def record(
     sync_tenant(session)
     conn = session.connection()
     _lock_org_chain(conn, org_id)
-    table = AuditEvent.__table__
+    table = cast(Table, AuditEvent.__table__)
     last = conn.execute(
         select(table.c.seq, table.c.row_hash)
         .where(table.c.org_id == org_id)
@@ -162,7 +162,7 @@ class ChainProblem:
 
 def verify(session: Session, org_ids: list[int] | None = None) -> Iterator[ChainProblem]:
     """Recompute every organisation's chain; yield each row that does not fit."""
-    table = AuditEvent.__table__
+    table = cast(Table, AuditEvent.__table__)
     query = select(table).order_by(table.c.org_id, table.c.seq)
     if org_ids:
         query = query.where(table.c.org_id.in_(org_ids))

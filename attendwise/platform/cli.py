@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from flask import Flask, current_app
@@ -12,11 +13,14 @@ from flask.cli import AppGroup, FlaskGroup
 from attendwise.platform import tenancy
 from attendwise.platform.db import db
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 db_cli = AppGroup("db", help="Database migrations (Alembic, shipped inside the package).")
 audit_cli = AppGroup("audit", help="The audit log.")
 
 
-def alembic_config(url: str | None = None):  # type: ignore[no-untyped-def]
+def alembic_config(url: str | None = None) -> Config:
     from alembic.config import Config
 
     cfg = Config()

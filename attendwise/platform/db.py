@@ -18,10 +18,21 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, MetaData, create_engine, event, text
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Delete,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Update,
+    create_engine,
+    event,
+    text,
+)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import (
     DeclarativeBase,
@@ -111,8 +122,8 @@ def _on_orm_execute(state: ORMExecuteState) -> None:
     else:
         mapper = state.bind_mapper
         if mapper is not None and issubclass(mapper.class_, TenantMixin):
-            org_col = mapper.class_.org_id  # type: ignore[attr-defined]
-            state.statement = state.statement.where(org_col == ctx.org_id)  # type: ignore[union-attr]
+            statement = cast(Update | Delete, state.statement)
+            state.statement = statement.where(mapper.class_.org_id == ctx.org_id)
 
 
 def _on_before_flush(session: Session, _flush_context: Any, _instances: Any) -> None:
@@ -211,7 +222,8 @@ class Database:
     def __init__(self) -> None:
         self.engine: Engine | None = None
         self.session_factory: sessionmaker[AttendwiseSession] | None = None
-        self.session: scoped_session[AttendwiseSession] = scoped_session(self._no_app_session)
+        # scoped_session accepts any callable returning a session; the stubs ask for a sessionmaker.
+        self.session: scoped_session[AttendwiseSession] = scoped_session(self._no_app_session)  # type: ignore[arg-type]
 
     @staticmethod
     def _no_app_session() -> AttendwiseSession:

@@ -132,7 +132,10 @@ class ServerSessionInterface(SessionInterface):
 
 
 def revoke_user_sessions(user_id: int) -> None:
-    """End every session of a user (on disable, password change, or MFA reset), in the caller's transaction."""
+    """End every session of a user (on disable, password change, or MFA reset).
+
+    Runs in the caller's transaction.
+    """
     db.session.execute(
         update(WebSession)
         .where(WebSession.user_id == user_id, WebSession.revoked_at.is_(None))
