@@ -1,0 +1,171 @@
+"""Ingest speed: a full year of a secondary school's marks through the CTF import, against bare COPY.
+
+One command (PostgreSQL at 127.0.0.1:5432, user postgres, trust auth)::
+
+    .venv/bin/python benchmarks/ingest.py                 # 1,500 pupils, about 570,000 sessions
+    .venv/bin/python benchmarks/ingest.py --pupils 200
+
+It creates a scratch database (``attendwise_bench_ingest``) with the real migrations, one school,
+and a CTF 25 file of the school's pupils with a full academic year of marks on the England
+default calendar (190 days, 380 sessions each). Then, in one run, it times
+
+(a) the full import, as ``attendwise import ctf FILE --school URN`` does it, connected as the
+    application role with row-level security live: parsing the XML, validating every pupil and
+    mark, upserting pupils and contacts, storing the marks with their change history, auditing,
+    and recording the sync run;
+(b) the same import again (nothing has changed);
+(c) bare ``COPY`` of the same (upn, date, session, code) rows into an empty table;
+
+and prints each, the import's speed as a share of COPY's (target >= 0.3) and the second sync's
+time as a share of the first's (target <= 0.2). The database is dropped at the end unless --keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+from sqlalchemy import create_engine, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from attendwise.attendance.calendar import SchoolCalendar
+from attendwise.integrations import ctf, services
+from attendwise.platform import tenancy
+from attendwise.platform.app import create_app
+from attendwise.platform.cli import upgrade_database
+from attendwise.platform.config import Settings
+from attendwise.platform.db import db
+from attendwise.tenants import services as tenants
+from attendwise.tenants.models import OrgKind
+from tests.integrations import ctf_generator as gen
+
+DATABASE = "attendwise_bench_ingest"
+HOST = "postgresql+psycopg://{user}@127.0.0.1:5432/{db}"
+YEAR = 2025
+
+
+def recreate(name: str) -> None:
+    admin = create_engine(HOST.format(user="postgres", db="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+
+
+def drop(name: str) -> None:
+    admin = create_engine(HOST.format(user="postgres", db="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def make_file(pupils: int) -> tuple[bytes, list[tuple[str, dt.date, str, str]]]:
+    calendar = SchoolCalendar.england_default(YEAR)
+    start, end = calendar.start, calendar.end
+    closed = [
+        d
+        for d in (start + dt.timedelta(days=i) for i in range((end - start).days + 1))
+        if not calendar.is_school_day(d)
+    ]
+    made = gen.random_pupils(pupils, seed=2025, start=start, end=end, closed=closed)
+    rows = [
+        (p.upn or "", day, session, code) for p in made for (day, session), code in sorted(p.marks().items())
+    ]
+    return gen.to_bytes(gen.build(made)), rows
+
+
+def timed_import(app, school_id: int, data: bytes) -> tuple[float, services.SyncRun]:  # type: ignore[no-untyped-def]
+    with app.app_context():
+        session = db.session()
+        with tenancy.system_context("benchmark: find the school"):
+            from attendwise.tenants.models import Organisation
+
+            school = session.get(Organisation, school_id)
+        assert school is not None
+        began = time.perf_counter()
+        parsed = ctf.parse(ctf.read_limited(io.BytesIO(data), 100 * 1024 * 1024))
+        run = services.run_import(
+            session,
+            school,
+            connector="ctf",
+            source="bench.xml",
+            work=lambda: services.import_ctf(session, school, parsed),
+        )
+        return time.perf_counter() - began, run
+
+
+def timed_copy(owner_dsn: str, rows: list[tuple[str, dt.date, str, str]]) -> float:
+    with psycopg.connect(owner_dsn) as conn:
+        conn.execute("CREATE TABLE bench_copy (upn text, date date, session text, code text)")
+        conn.commit()
+        began = time.perf_counter()
+        with conn.cursor() as cur, cur.copy("COPY bench_copy (upn, date, session, code) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        conn.commit()
+        return time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--pupils", type=int, default=1500)
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    args = parser.parse_args()
+
+    recreate(DATABASE)
+    owner = HOST.format(user="postgres", db=DATABASE)
+    settings = Settings.from_env({"ATTENDWISE_DATA_DIR": "/tmp/attendwise-bench-ingest"})
+    migrator = create_app(config={"DATABASE_URL": owner, "MIGRATION_DATABASE_URL": owner}, settings=settings)
+    with migrator.app_context():
+        upgrade_database()
+        session = db.session()
+        with tenancy.system_context("benchmark setup"):
+            la = tenants.create_organisation(session, kind=OrgKind.LA, name="Bench LA", la_code="835")
+            school = tenants.create_organisation(
+                session, kind=OrgKind.SCHOOL, name="Bench Secondary", urn="145200", laestab="8352001", la=la
+            )
+        session.commit()
+        school_id = school.id
+    db.dispose()
+    app = create_app(
+        config={
+            "DATABASE_URL": HOST.format(user="attendwise_app", db=DATABASE),
+            "MIGRATION_DATABASE_URL": owner,
+        },
+        settings=settings,
+    )
+    try:
+        began = time.perf_counter()
+        data, rows = make_file(args.pupils)
+        print(
+            f"generated {args.pupils:,} pupils, {len(rows):,} sessions, {len(data) / 1e6:.1f} MB of CTF "
+            f"in {time.perf_counter() - began:.1f} s"
+        )
+        first, run = timed_import(app, school_id, data)
+        print(
+            f"(a) first import:  {first:7.2f} s  {len(rows) / first:10,.0f} sessions/s  "
+            f"(created {run.created:,}, rejected {run.rejected})"
+        )
+        second, again = timed_import(app, school_id, data)
+        print(
+            f"(b) second import: {second:7.2f} s  (created {again.created}, updated {again.updated}, "
+            f"unchanged {again.unchanged:,})"
+        )
+        copy = timed_copy(owner.replace("+psycopg", ""), rows)
+        print(f"(c) bare COPY:     {copy:7.2f} s  {len(rows) / copy:10,.0f} sessions/s")
+        print(f"import speed / COPY speed = {copy / first:.3f}  (target >= 0.3)")
+        print(f"second sync / first sync  = {second / first:.3f}  (target <= 0.2)")
+    finally:
+        db.dispose()
+        if not args.keep:
+            drop(DATABASE)
+
+
+if __name__ == "__main__":
+    main()
