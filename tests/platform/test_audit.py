@@ -21,7 +21,7 @@ from attendwise.platform.cli import alembic_config
 from attendwise.platform.db import AttendwiseSession, make_engine, utcnow
 from attendwise.tenants import services
 from attendwise.tenants.models import Invitation, OrgKind
-from tests.conftest import APP_ROLE, PG_ADMIN, USE_POSTGRES, create_pg_database, pg_url
+from tests.conftest import APP_ROLE, USE_POSTGRES, create_pg_database, drop_pg_database, pg_url
 from tests.platform.test_migrations import ATTENDWISE
 
 
@@ -131,10 +131,7 @@ def scratch(app, tmp_path) -> Iterator[dict[str, str]]:
         command.upgrade(alembic_config(urls["owner"]), "head")
     yield urls
     if name:
-        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        drop_pg_database(name)
 
 
 def _populate(url: str) -> int:

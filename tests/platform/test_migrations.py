@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Engine
 
 from attendwise.platform.cli import alembic_config
-from tests.conftest import APP_ROLE, PG_ADMIN, USE_POSTGRES, create_pg_database, pg_url
+from tests.conftest import APP_ROLE, USE_POSTGRES, create_pg_database, drop_pg_database, pg_url
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "attendwise" / "migrations"
 ATTENDWISE = shutil.which("attendwise", path=str(Path(sys.executable).parent)) or "attendwise"
@@ -108,10 +108,7 @@ def scratch_pg() -> Iterator[str]:
     name = f"aw_scratch_{os.getpid()}_{os.environ.get('PYTEST_XDIST_WORKER', 'gw0')}"
     create_pg_database(name)
     yield name
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    drop_pg_database(name)
 
 
 @pytest.mark.postgres
