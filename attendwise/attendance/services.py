@@ -612,20 +612,23 @@ def _validate_marks(
 ) -> tuple[list[_Mark], list[RowError]]:
     pupils = dict(session.execute(select(Pupil.upn, Pupil.id).where(Pupil.org_id == org_id)).all())
     calendars: dict[int, SchoolCalendar] = {}
+    upn_checks: dict[str, tuple[int | None, str | None]] = {}  # a batch has many rows per pupil
     seen: dict[tuple[int, dt.date, str], tuple[int, str]] = {}
     marks: list[_Mark] = []
     errors: list[RowError] = []
     for i, rec in enumerate(rows):
         row = _row_no(rec, i)
         problems: list[str] = []
-        pupil_id = None
-        try:
-            upn, _temporary = check_upn(rec.upn)
-            pupil_id = pupils.get(upn)
-            if pupil_id is None:
-                problems.append(f"no pupil with UPN {upn} at this school")
-        except UpnError as exc:
-            problems.append(str(exc))
+        if rec.upn not in upn_checks:
+            try:
+                upn, _temporary = check_upn(rec.upn)
+                found = pupils.get(upn)
+                upn_checks[rec.upn] = (found, None if found else f"no pupil with UPN {upn} at this school")
+            except UpnError as exc:
+                upn_checks[rec.upn] = (None, str(exc))
+        pupil_id, upn_problem = upn_checks[rec.upn]
+        if upn_problem:
+            problems.append(upn_problem)
         day = rec.date
         if isinstance(day, str):
             try:
