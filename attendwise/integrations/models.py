@@ -90,3 +90,21 @@ class CsvMapping(TenantMixin, TimestampMixin, Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(20))
     columns: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+
+
+class SyncFingerprint(TenantMixin, Base):
+    """What a feed last delivered for one pupil, as a digest: an identical delivery is skipped.
+
+    ``feed`` is the connector (``ctf``, ``csv-marks``, ``wonde``...), ``key`` the pupil's UPN and
+    ``digest`` a SHA-256 of the pupil's normalised record, contacts and marks as last stored.
+    """
+
+    __tablename__ = "sync_fingerprints"
+    __audit_skip__ = True  # one per pupil and feed: services.store audits each batch instead
+    __table_args__ = (UniqueConstraint("org_id", "feed", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    feed: Mapped[str] = mapped_column(String(40))
+    key: Mapped[str] = mapped_column(String(100))
+    digest: Mapped[str] = mapped_column(String(64))
+    stored_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

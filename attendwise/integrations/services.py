@@ -16,20 +16,21 @@ row at once so that the lock is visible to other processes.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from attendwise.attendance import services as attendance
 from attendwise.attendance.models import Contact, Pupil
 from attendwise.integrations import csv_import, ctf
-from attendwise.integrations.models import CsvMapping, RunStatus, SyncRejection, SyncRun
+from attendwise.integrations.models import CsvMapping, RunStatus, SyncFingerprint, SyncRejection, SyncRun
 from attendwise.platform import audit, tenancy
 from attendwise.platform.db import sync_tenant, utcnow
 from attendwise.tenants.models import Organisation
@@ -337,7 +338,106 @@ class Batch:
     marks: list[tuple[attendance.MarkRow, Where]] = field(default_factory=list)
 
 
-def store(session: Session, org_id: int, batch: Batch, *, source: str = "import") -> Outcome:
+def store(
+    session: Session, org_id: int, batch: Batch, *, source: str = "import", feed: str | None = None
+) -> Outcome:
+    """Write a batch through the attendance services; with a ``feed``, skip what it sent before.
+
+    A pupil whose record, contacts and marks are exactly what the same feed delivered last time
+    (the :class:`SyncFingerprint` digest matches, and the pupil is still there) is not written
+    again: applying it would change nothing. Its records count as unchanged.
+    """
+    digests = _digests(batch) if feed else {}
+    same = _already_delivered(session, org_id, feed, digests) if feed else set()
+    fresh, repeated = _split(batch, same)
+    outcome, refused = _store(session, org_id, fresh, source=source)
+    for kind, number in (
+        ("pupils", len(repeated.pupils)),
+        ("contacts", len(repeated.contacts)),
+        ("marks", len(repeated.marks)),
+    ):
+        if number:
+            outcome.unchanged += number
+            counts = outcome.detail.setdefault(kind, {"created": 0, "updated": 0, "unchanged": 0})
+            counts["unchanged"] += number
+    if feed:
+        _remember(
+            session, org_id, feed, {k: d for k, d in digests.items() if k not in same and k not in refused}
+        )
+    return outcome
+
+
+def _digests(batch: Batch) -> dict[str, str]:
+    """Per pupil (UPN): a SHA-256 of everything the batch holds about them."""
+    parts: dict[str, list[str]] = {}
+    for record, _where in batch.pupils:
+        parts.setdefault(record.upn, []).append("pupil " + repr(replace(record, row=None)))
+    for contact, _wheres in batch.contacts:
+        text = "contact " + repr(replace(contact, row=None))
+        for link in contact.links:
+            parts.setdefault(link.pupil_upn, []).append(text)
+    for mark, _where in batch.marks:
+        parts.setdefault(mark.upn, []).append(
+            f"mark {mark.date} {mark.session} {mark.code} {mark.minutes_late}"
+        )
+    return {
+        upn: hashlib.sha256("\n".join(sorted(items)).encode()).hexdigest() for upn, items in parts.items()
+    }
+
+
+def _already_delivered(session: Session, org_id: int, feed: str | None, digests: dict[str, str]) -> set[str]:
+    if not digests:
+        return set()
+    stored = dict(
+        session.execute(
+            select(SyncFingerprint.key, SyncFingerprint.digest).where(
+                SyncFingerprint.org_id == org_id, SyncFingerprint.feed == feed
+            )
+        ).all()
+    )
+    present = set(session.scalars(select(Pupil.upn).where(Pupil.org_id == org_id)))
+    return {key for key, digest in digests.items() if stored.get(key) == digest and key in present}
+
+
+def _split(batch: Batch, same: set[str]) -> tuple[Batch, Batch]:
+    """(what must be written, what was delivered before); a contact is written if any of its pupils is."""
+    if not same:
+        return batch, Batch()
+    fresh, repeated = Batch(), Batch()
+    for pupil in batch.pupils:
+        (repeated if pupil[0].upn in same else fresh).pupils.append(pupil)
+    for contact in batch.contacts:
+        all_same = all(link.pupil_upn in same for link in contact[0].links)
+        (repeated if all_same else fresh).contacts.append(contact)
+    for mark in batch.marks:
+        (repeated if mark[0].upn in same else fresh).marks.append(mark)
+    return fresh, repeated
+
+
+def _remember(session: Session, org_id: int, feed: str, digests: dict[str, str]) -> None:
+    if not digests:
+        return
+    keys = sorted(digests)
+    session.execute(
+        delete(SyncFingerprint).where(
+            SyncFingerprint.org_id == org_id, SyncFingerprint.feed == feed, SyncFingerprint.key.in_(keys)
+        )
+    )
+    now = utcnow()
+    session.execute(
+        insert(SyncFingerprint),
+        [{"org_id": org_id, "feed": feed, "key": k, "digest": digests[k], "stored_at": now} for k in keys],
+    )
+    audit.record(
+        session,
+        org_id=org_id,
+        action="sync.fingerprints",
+        object_type="sync_fingerprints",
+        detail={"feed": feed, "pupils": len(keys)},
+    )
+
+
+def _store(session: Session, org_id: int, batch: Batch, *, source: str) -> tuple[Outcome, set[str]]:
     """Write a batch through the attendance services, setting aside what they refuse.
 
     The unit is the pupil: a pupil whose record or any mark is refused is left out altogether
@@ -408,9 +508,11 @@ def store(session: Session, org_id: int, batch: Batch, *, source: str = "import"
             continue
         savepoint.commit()
         outcome.rejections.extend(excluded.values())
-        for rejections in excluded_contacts.values():
+        set_aside = set(excluded)
+        for row, rejections in excluded_contacts.items():
             outcome.rejections.extend(rejections)
-        return outcome
+            set_aside.update(link.pupil_upn for link in batch.contacts[row - 1][0].links)
+        return outcome, set_aside
 
 
 def _exclude(excluded: dict[str, Rejection], upn: str, rejection: Rejection) -> bool:
@@ -458,7 +560,7 @@ def import_ctf(
         wheres = [Where(_record_of(where), contact.location) for contact, where in group.links.values()]
         batch.contacts.append((_contact_record(group, upns), wheres))
     outcome.detail["years_from_other_schools"] = skipped_years
-    return _merge(outcome, store(session, school.id, batch))
+    return _merge(outcome, store(session, school.id, batch, feed="ctf"))
 
 
 # ---- importing a CSV ----------------------------------------------------------------------
@@ -482,7 +584,7 @@ def import_csv(session: Session, school: Organisation, parsed: csv_import.CsvFil
             for m in parsed.marks
         ],
     )
-    return _merge(outcome, store(session, school.id, batch))
+    return _merge(outcome, store(session, school.id, batch, feed=f"csv-{parsed.kind}"))
 
 
 def _csv_record(location: str) -> str:

@@ -412,7 +412,7 @@ def sync_school(
                 where,
             )
         )
-    stored = services.store(session, school.id, batch, source="mis")
+    stored = services.store(session, school.id, batch, source="mis", feed="wonde")
     outcome.rejections.extend(stored.rejections)
     outcome.created, outcome.updated, outcome.unchanged = stored.created, stored.updated, stored.unchanged
     outcome.detail.update(stored.detail)

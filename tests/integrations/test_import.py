@@ -206,3 +206,19 @@ def test_a_failure_half_way_leaves_every_pupil_untouched(db_session: Session, sc
     assert last is not None
     assert last.status == RunStatus.FAILED
     assert "the worker was stopped" in (last.error or "")
+
+
+def test_a_pupil_removed_since_the_last_import_comes_back_with_the_same_file(
+    db_session: Session, school: Organisation
+) -> None:
+    made = pupils(3, seed=16)
+    run(db_session, school, made)
+    with tenancy.tenant_context(school.id):
+        gone = db_session.scalars(select(Pupil).where(Pupil.upn == made[1].upn)).one()
+        db_session.delete(gone)
+        db_session.commit()
+
+    again = run(db_session, school, made)
+
+    assert again.detail["pupils"] == {"created": 1, "updated": 0, "unchanged": 2}
+    assert stored_marks(db_session, school) == {p.upn: p.marks() for p in made}
