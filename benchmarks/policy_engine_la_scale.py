@@ -112,14 +112,17 @@ class LA:
         return out
 
     def window(self, name: str, rows: np.ndarray, on: date) -> PupilMetrics:
+        """Metrics over the last N school weeks for some rows, from only those weeks' columns."""
         weeks = int(name.split("_")[1])
+        calendar = self.calendars[int(self.matrix.calendar_of[rows[0]])]
+        first = calendar.school_weeks(self.matrix.start, on)[-weeks]
+        lo, hi = (first - self.matrix.start).days, (on - self.matrix.start).days + 1
         sub = MarkMatrix(
-            self.matrix.start,
-            self.matrix.codes[rows],
+            first,
+            self.matrix.codes[rows, 2 * lo : 2 * hi],
             [self.matrix.pupils[i] for i in rows],
             self.matrix.calendar_of[rows],
         )
-        first = self.calendars[int(sub.calendar_of[0])].school_weeks(self.matrix.start, on)[-weeks]
         return compute(sub, self.calendars, Period(first, on))
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
@@ -341,8 +342,9 @@ class ActionDecision(NamedTuple):
         return out
 
 
-@dataclass(frozen=True)
-class TransitionDecision:
+class TransitionDecision(NamedTuple):
+    """A move of one pupil between stages (or a proposed move), with its reason and entry actions."""
+
     key: str
     upn: str
     on: dt.date
@@ -581,58 +583,84 @@ def _window_words(window: str | None) -> str:
     return _WINDOW_WORDS[w]
 
 
-def explain(cond: Condition, ctx: _Context, row: int) -> list[str]:
-    """The parts of ``cond`` that hold for pupil ``row``, in words with the pupil's figures."""
-    if isinstance(cond, AllOf):
-        return [p for item in cond.items for p in explain(item, ctx, row)]
-    if isinstance(cond, AnyOf):
-        return [p for item in cond.items if holds(item, ctx)[row] for p in explain(item, ctx, row)]
+def explain(cond: Condition, ctx: _Context, rows: np.ndarray) -> list[list[str]]:
+    """For each pupil in ``rows``, the parts of ``cond`` that hold, in words with their figures.
+
+    Vectorised over the pupils: each part is one template formatted with a column of values.
+    """
+    n = len(rows)
+    if isinstance(cond, AllOf | AnyOf):
+        parts: list[list[str]] = [[] for _ in range(n)]
+        for item in cond.items:
+            picked = np.arange(n) if isinstance(cond, AllOf) else np.flatnonzero(holds(item, ctx)[rows])
+            if picked.size:
+                for j, words in zip(picked.tolist(), explain(item, ctx, rows[picked]), strict=True):
+                    parts[j].extend(words)
+        return parts
     if isinstance(cond, NotOf):
-        return [f"not ({'; '.join(explain(cond.item, ctx, row)) or 'condition'})"]
+        return [[f"not ({'; '.join(words) or 'condition'})"] for words in explain(cond.item, ctx, rows)]
     if isinstance(cond, Flag):
-        m = ctx.facts.metrics
-        absence = ctx.column("absence_pct", lambda: m.absence_pct)[row]
-        words = {
-            "persistent_absence": f"persistently absent (absence {absence:.1f}%)",
-            "severe_absence": f"severely absent (absence {absence:.1f}%)",
-            "penalty_notice_threshold": (
-                f"{int(m.max_unauthorised_in_10_school_weeks[row])} unauthorised sessions in 10 school weeks "
-                "(the penalty-notice threshold)"
-            ),
-            "support_recorded": "support on record",
-        }[cond.name]
-        return [words if cond.value else f"not {words}"]
+        return [[text if cond.value else f"not {text}"] for text in _flag_words(cond.name, ctx, rows)]
     if isinstance(cond, EventSeen):
-        since = int(ctx.since(cond.since)[row])
-        latest = ctx.facts.latest_event(cond.event)[row]
-        when = fmt_date(dt.date.fromordinal(int(latest))) if latest > since else "not yet"
-        return [f"{cond.event.replace('_', ' ')} ({when})"]
+        event = cond.event.replace("_", " ")
+        since = ctx.since(cond.since)[rows].tolist()
+        latest = ctx.facts.latest_event(cond.event)[rows].tolist()
+        return [
+            [f"{event} ({_day(last) if last > start else 'not yet'})"]
+            for start, last in zip(since, latest, strict=True)
+        ]
     if isinstance(cond, AtStage):
-        return [f"at stage {int(ctx.state.stage[row])}"]
-    value = float(metric_values(ctx, cond)[row])
-    bound = cond.cmp.describe()
-    name = cond.metric
+        return [[f"at stage {stage}"] for stage in ctx.state.stage[rows].tolist()]
+    values = metric_values(ctx, cond)[rows].tolist()
+    if cond.metric == "improvement":
+        entered = ctx.state.entered[rows].tolist()
+        bound = cond.cmp.describe()
+        return [
+            [f"improvement of {v:+.1f} points{f' since {_day(e)}' if e else ''} ({bound})"]
+            for v, e in zip(values, entered, strict=True)
+        ]
+    template = _metric_template(cond)
+    return [[template.format(v)] for v in values]
+
+
+@functools.cache
+def _day(ordinal: int) -> str:
+    return fmt_date(dt.date.fromordinal(ordinal))
+
+
+def _flag_words(name: str, ctx: _Context, rows: np.ndarray) -> list[str]:
+    m = ctx.facts.metrics
+    if name in ("persistent_absence", "severe_absence"):
+        word = "persistently" if name == "persistent_absence" else "severely"
+        absence = ctx.column("absence_pct", lambda: m.absence_pct)[rows].tolist()
+        return [f"{word} absent (absence {a:.1f}%)" for a in absence]
+    if name == "penalty_notice_threshold":
+        sessions = m.max_unauthorised_in_10_school_weeks[rows].tolist()
+        return [
+            f"{s} unauthorised sessions in 10 school weeks (the penalty-notice threshold)" for s in sessions
+        ]
+    return ["support on record"] * len(rows)
+
+
+def _metric_template(cond: Metric) -> str:
+    """A ``str.format`` template for one value, e.g. "attendance {:.1f}% this year (below 90%)"."""
+    name, bound = cond.metric, cond.cmp.describe().replace("{", "{{").replace("}", "}}")
     if name in ("attendance", "end_of_year_attendance"):
         where = (
             "at the end of last year" if name == "end_of_year_attendance" else _window_words(cond.cmp.window)
         )
-        return [f"attendance {value:.1f}% {where} ({cond.cmp.describe('%')})"]
-    if name == "improvement":
-        entered = int(ctx.state.entered[row])
-        began = f" since {fmt_date(dt.date.fromordinal(entered))}" if entered else ""
-        return [f"improvement of {value:+.1f} points{began} ({bound})"]
+        return f"attendance {{:.1f}}% {where} ({cond.cmp.describe('%')})"
     if name in ("weeks_in_stage", "weeks_on_ladder"):
         place = "at this stage" if name == "weeks_in_stage" else "since the first stage"
-        return [f"{int(value)} school weeks {place} ({bound})"]
+        return f"{{:.0f}} school weeks {place} ({bound})"
     if name == "school_days_in_stage":
-        return [f"{int(value)} school days at this stage ({bound})"]
+        return f"{{:.0f}} school days at this stage ({bound})"
     if name == "lates":
         kind = {"L": "late arrivals before the register closed", "U": "late arrivals after it closed"}
-        return [
-            f"{int(value)} {kind.get(cond.late_kind, 'late arrivals')} "
-            f"{_window_words(cond.cmp.window)} ({bound})"
-        ]
-    return [f"{int(value)} {_METRIC_WORDS[name]} {_window_words(cond.cmp.window)} ({bound})"]
+        return (
+            f"{{:.0f}} {kind.get(cond.late_kind, 'late arrivals')} {_window_words(cond.cmp.window)} ({bound})"
+        )
+    return f"{{:.0f}} {_METRIC_WORDS[name]} {_window_words(cond.cmp.window)} ({bound})"
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -643,21 +671,6 @@ def needs_sign_off(stage: Stage, extra: Sequence[Action] = ()) -> str | None:
         if action.needs_sign_off:
             return action.sign_off
     return stage.sign_off
-
-
-def _key(*parts: object) -> str:
-    return ":".join(str(p) for p in parts)
-
-
-def action_decisions(
-    actions: Sequence[Action], *, upn: str, on: dt.date, stage: int, source: str, policy: Policy
-) -> tuple[ActionDecision, ...]:
-    """Decisions for ``actions``; ``source`` (a transition's key, or a recurring rule and day) keys them."""
-    key = policy.key
-    return tuple(
-        ActionDecision(f"{source}:{i}", upn, on, kind, detail, stage, source, key, params, sign_off)
-        for i, (kind, detail, params, sign_off) in enumerate(_prepared(actions))
-    )
 
 
 def _prepared(
@@ -730,83 +743,94 @@ def evaluate(
     transitions: list[TransitionDecision] = []
     new = state.copy()
     counts = facts.counts()
-    attendance = facts.metrics.attendance_pct
-    for row in (int(r) for r in np.flatnonzero(moved)):
-        kind, source_stage, rule = rules[rule_of[row]]
-        to = int(target[row])
-        to_stage = policy.stage(to)
-        from_stage = int(state.stage[row])
-        upn = state.upns[row]
-        if kind == "afresh":
-            reason = "a new academic year: the policy starts every pupil afresh"
-            extra: tuple[Action, ...] = ()
-        elif kind == "leave":
-            details = explain(rule.when, ctx, row)
-            reason = f"{rule.reason}: {'; '.join(details)}" if details else rule.reason
-            extra = rule.actions
-        else:
-            extra = ()
-            details = explain(rule.when, ctx, row) if rule.when is not None else []
-            if rule.after_weeks is not None:
-                weeks = int(ctx.weeks(rule.weeks_counted_from)[row])
-                where = "at stage" if rule.weeks_counted_from == "stage_entry" else "since the first stage"
-                details.append(f"after {weeks} school weeks {where} ({rule.after_weeks} weeks)")
-            head = rule.reason or f"enters {source_stage.label}"
-            reason = f"{head}: {'; '.join(details)}" if details else head
-        name = policy.stage_name(to)
-        escalates = to_stage is not None and to > from_stage
-        entry_actions = (*(to_stage.on_entry if to_stage is not None and escalates else ()), *extra)
-        status, role = "applied", None
-        if to_stage is not None and to > from_stage:
-            role = needs_sign_off(to_stage, extra)
-            if role is not None and not approve_all:
-                status = "proposed"
-            elif (
-                to_stage.support_first
-                and not assume_support
-                and not ctx.column("support_recorded", lambda: flag_values(ctx, "support_recorded"))[row]
-            ):
-                status = "awaiting_support"
-        if status != "applied":
-            explanation = f"Stage {from_stage}, move to stage {to} {status.replace('_', ' ')}: {reason}"
-        elif to_stage is None:
-            explanation = f"{name} since {fmt_date(facts.on)}: {reason}"
-        else:
-            explanation = f"Stage {to} since {fmt_date(facts.on)}: {reason}"
-        key = _key(policy.id, upn, from_stage, int(state.entered[row]), to)
-        decision = TransitionDecision(
-            key=key,
-            upn=upn,
-            on=facts.on,
-            from_stage=from_stage,
-            to_stage=to,
-            to_name=name,
-            reason=reason,
-            explanation=explanation,
-            policy=policy.key,
-            status=status,
-            sign_off=role,
-            actions=action_decisions(
-                entry_actions, upn=upn, on=facts.on, stage=to, source=key, policy=policy
-            ),
-        )
-        transitions.append(decision)
-        if status != "applied":
+    today_words = fmt_date(facts.on)
+    for index, (kind, source_stage, rule) in enumerate(rules):
+        rows = np.flatnonzero(moved & (rule_of == index))
+        if not rows.size:
             continue
-        new.stage[row] = to
-        new.entered[row] = today
-        new.snap[row] = counts[row]
-        new.snap_year[row] = facts.year
-        new.attendance_at_entry[row] = attendance[row]
+        to = base if kind == "afresh" else (rule.to if kind == "leave" else source_stage.number)
+        to_stage = policy.stage(to)
+        extra: tuple[Action, ...] = rule.actions if kind == "leave" else ()
+        details: list[list[str]]
+        if kind == "afresh":
+            head, details = "a new academic year: the policy starts every pupil afresh", [[] for _ in rows]
+        else:
+            head = rule.reason if kind == "leave" else (rule.reason or f"enters {source_stage.label}")
+            details = explain(rule.when, ctx, rows) if rule.when is not None else [[] for _ in rows]
+        if kind == "enter" and rule.after_weeks is not None:
+            where = "at stage" if rule.weeks_counted_from == "stage_entry" else "since the first stage"
+            for words, weeks in zip(details, ctx.weeks(rule.weeks_counted_from)[rows].tolist(), strict=True):
+                words.append(f"after {weeks} school weeks {where} ({rule.after_weeks} weeks)")
+        escalates = (
+            to_stage is not None
+            and kind != "afresh"
+            and to > (source_stage.number if kind == "leave" else -1)
+        )
+        entry = _prepared((*(to_stage.on_entry if to_stage is not None and escalates else ()), *extra))
+        role = needs_sign_off(to_stage, extra) if to_stage is not None and escalates else None
+        status = np.full(len(rows), "applied", dtype=object)
+        if role is not None and not approve_all:
+            status[:] = "proposed"
+        elif escalates and to_stage is not None and to_stage.support_first and not assume_support:
+            supported = ctx.column("support_recorded", lambda: flag_values(ctx, "support_recorded"))[rows]
+            status[~supported] = "awaiting_support"
+        name, version = policy.stage_name(to), policy.key
+        label = f"Stage {to}" if to_stage is not None else name
+        for row, words, state_now, from_stage, entered in zip(
+            rows.tolist(),
+            details,
+            status.tolist(),
+            state.stage[rows].tolist(),
+            state.entered[rows].tolist(),
+            strict=True,
+        ):
+            upn = state.upns[row]
+            reason = f"{head}: {'; '.join(words)}" if words else head
+            if state_now == "applied":
+                explanation = f"{label} since {today_words}: {reason}"
+            else:
+                explanation = (
+                    f"Stage {from_stage}, move to stage {to} {state_now.replace('_', ' ')}: {reason}"
+                )
+            key = f"{policy.id}:{upn}:{from_stage}:{entered}:{to}"
+            actions = tuple(
+                ActionDecision(
+                    f"{key}:{i}", upn, facts.on, a_kind, detail, to, key, version, params, sign_off
+                )
+                for i, (a_kind, detail, params, sign_off) in enumerate(entry)
+            )
+            transitions.append(
+                TransitionDecision(
+                    key,
+                    upn,
+                    facts.on,
+                    from_stage,
+                    to,
+                    name,
+                    reason,
+                    explanation,
+                    version,
+                    state_now,
+                    role,
+                    actions,
+                )
+            )
+        applied = rows[status == "applied"]
+        new.stage[applied] = to
+        new.entered[applied] = today
+        new.snap[applied] = counts[applied]
+        new.snap_year[applied] = facts.year
+        new.attendance_at_entry[applied] = facts.metrics.attendance_pct[applied]
         if to in (base, 0):
-            new.ladder_entered[row] = 0
-        elif state.ladder_entered[row] == 0 or from_stage in (0, base):
-            new.ladder_entered[row] = today
-            new.ladder_snap[row] = counts[row]
-            new.ladder_year[row] = facts.year
+            new.ladder_entered[applied] = 0
+        else:
+            starts = applied[(state.ladder_entered[applied] == 0) | np.isin(state.stage[applied], [0, base])]
+            new.ladder_entered[starts] = today
+            new.ladder_snap[starts] = counts[starts]
+            new.ladder_year[starts] = facts.year
 
-    actions = _recurring(policy, new, facts, recurring_today) if recurring_today else []
-    return Evaluation(new, transitions, actions)
+    recurring = _recurring(policy, new, facts, recurring_today) if recurring_today else []
+    return Evaluation(new, transitions, recurring)
 
 
 def _recurring(
