@@ -21,12 +21,13 @@ from sqlalchemy.orm import Session, selectinload
 from attendwise.attendance import marks_codec, metrics, services
 from attendwise.attendance.calendar import (
     SchoolCalendar,
+    academic_year_end,
     academic_year_label,
     academic_year_of,
     academic_year_start,
     week_start,
 )
-from attendwise.attendance.codes import CodeTable, StatClass
+from attendwise.attendance.codes import CodeTable, StatClass, encode
 from attendwise.attendance.models import (
     HouseholdKey,
     MarkChange,
@@ -527,6 +528,30 @@ def pupil_figures(session: Session, pupil: Pupil, *, on: dt.date | None = None) 
     calendar = services.school_calendar(session, pupil.org_id, academic_year_of(on))
     period = period_choices(calendar, on)[0].period
     return figures(session, pupil.org_id, calendar, period, [pupil.id]).record(0)
+
+
+def marks_known_at(session: Session, pupil: Pupil, academic_year: int, moment: dt.datetime) -> np.ndarray:
+    """The pupil's year of marks as the platform knew them at ``moment`` (for evidence).
+
+    Starts from the latest bytes and undoes, newest first, every change seen after
+    ``moment``. Marks first recorded after ``moment`` are not undone: only changes of an
+    already-stored mark are kept with when they were seen.
+    """
+    codes = mark_matrix(session, pupil.org_id, academic_year, [pupil.id]).codes[0].copy()
+    start, end = academic_year_start(academic_year), academic_year_end(academic_year)
+    later = session.execute(
+        select(MarkChange.date, MarkChange.session, MarkChange.old_code)
+        .where(
+            MarkChange.pupil_id == pupil.id,
+            MarkChange.seen_at > moment,
+            MarkChange.date >= start,
+            MarkChange.date <= end,
+        )
+        .order_by(MarkChange.seen_at.desc(), MarkChange.id.desc())
+    ).all()
+    for day, session_name, old_code in later:
+        codes[marks_codec.slot(academic_year, day, session_name)] = encode(old_code) if old_code else 0
+    return codes
 
 
 def record_view(session: Session, pupil: Pupil, *, via: str) -> None:

@@ -8,11 +8,12 @@ import json
 import pytest
 from sqlalchemy import select
 
-from attendwise.attendance import marks_codec, services
-from attendwise.attendance.codes import encode
+from attendwise.attendance import marks_codec, queries, services
+from attendwise.attendance.codes import decode, encode
 from attendwise.attendance.models import MarkChange, MarkSource, Pupil, PupilMarkYear
 from attendwise.platform import tenancy
 from attendwise.platform.audit import AuditEvent
+from attendwise.platform.db import utcnow
 from tests.attendance.records import HALF_TERMS_2026, make_upn, pupil
 
 MON = dt.date(2026, 9, 7)
@@ -156,3 +157,18 @@ def test_a_calendar_with_overlapping_half_terms_is_rejected(db_session, make_sch
         pytest.raises(services.BatchRejected, match="row 2: Autumn 2 starts"),
     ):
         services.set_school_calendar(db_session, org.id, 2026, bad)
+
+
+def test_evidence_can_show_the_register_as_it_was_known_at_a_time(db_session, school):
+    _store(db_session, school, [services.MarkRow(make_upn(1), MON, "AM", "N")])
+    between = utcnow()
+    _store(db_session, school, [services.MarkRow(make_upn(1), MON, "AM", "O")])
+    after_first_change = utcnow()
+    _store(db_session, school, [services.MarkRow(make_upn(1), MON, "AM", "I")])
+    slot = marks_codec.slot(2026, MON, "AM")
+    with tenancy.tenant_context(school.id):
+        pupil_row = queries.get_pupil_by_upn(db_session, make_upn(1))
+        then = queries.marks_known_at(db_session, pupil_row, 2026, between)[slot]
+        middle = queries.marks_known_at(db_session, pupil_row, 2026, after_first_change)[slot]
+        now = queries.marks_known_at(db_session, pupil_row, 2026, utcnow())[slot]
+    assert (decode(int(then)), decode(int(middle)), decode(int(now))) == ("N", "O", "I")
