@@ -270,12 +270,19 @@ def _enrolment(user: User, *, forced: bool) -> Any:
         wait = throttle.retry_after(key)
         if wait is not None:
             return _too_many(wait)
+        if not forced:
+            # From account settings: a borrowed session must not swap in someone else's app.
+            checked = _current_password_ok(user)
+            if isinstance(checked, Response):
+                return checked
+            if not checked:
+                errors["current_password"] = MESSAGES["wrong_current"]
         step = mfa.matching_step(secret, request.form.get("code", ""))
         if step is None:
             throttle.record_failure(key)
             db.session.commit()
             errors["code"] = "Enter the 6-digit code your authenticator app shows now"
-        else:
+        elif not errors:
             throttle.record_success(key)
             codes = mfa.enable(user, secret, step)
             _log_auth("mfa.enrolled", user_id=user.id, forced=forced)

@@ -24,6 +24,7 @@ from redis import Redis
 
 from attendwise.platform import throttle
 from attendwise.platform.db import utcnow
+from tests.conftest import TEST_PASSWORD
 
 REDIS_TEST_URL = "redis://127.0.0.1:6379/15"
 
@@ -135,13 +136,21 @@ def manual_key(html: str) -> str:
     return match.group(1).replace(" ", "")
 
 
-def enrol_from_setup_page(client: FlaskClient, path: str) -> tuple[str, list[str], Any]:
-    """Scan (read) the key on the set-up page, confirm with a code; returns key, recovery codes, page."""
+def enrol_from_setup_page(
+    client: FlaskClient, path: str, password: str = TEST_PASSWORD
+) -> tuple[str, list[str], Any]:
+    """Scan (read) the key on the set-up page, confirm with a code; returns key, recovery codes, page.
+
+    The password is sent only where the page asks for it (enrolment from account settings).
+    """
     page = client.get(path)
     html = page.get_data(as_text=True)
     assert 'src="data:image/svg+xml' in html
     key = manual_key(html)
-    response = client.post(path, data={"code": pyotp.TOTP(key).now(), "csrf_token": page_csrf(html)})
+    data = {"code": pyotp.TOTP(key).now(), "csrf_token": page_csrf(html)}
+    if 'name="current_password"' in html:
+        data["current_password"] = password
+    response = client.post(path, data=data)
     codes = re.findall(r"<li><code>([a-z0-9-]+)</code></li>", response.get_data(as_text=True))
     return key, codes, response
 

@@ -66,6 +66,18 @@ def test_enrolment_shows_a_qr_code_and_ten_recovery_codes_once(
     assert "10 unused recovery codes" in client.get("/account").get_data(as_text=True)
 
 
+def test_turning_mfa_on_from_account_settings_needs_the_password(
+    client: FlaskClient, login: Callable[..., Any], officer: User, db_session: Any
+) -> None:
+    login(officer)
+    _key, codes, response = enrol_from_setup_page(client, "/account/mfa/setup", password="not-my-password")
+    assert response.status_code == 400
+    assert codes == []
+    assert "current password is not right" in response.get_data(as_text=True)
+    db_session.refresh(officer)
+    assert not officer.totp_enabled
+
+
 def test_a_wrong_confirmation_code_does_not_turn_mfa_on(
     client: FlaskClient, login: Callable[..., Any], officer: User, db_session: Any
 ) -> None:
@@ -114,7 +126,10 @@ def test_the_enrolment_code_cannot_be_replayed_at_sign_in(
     page = client.get("/account/mfa/setup").get_data(as_text=True)
     key = manual_key(page)
     code = pyotp.TOTP(key).now()
-    client.post("/account/mfa/setup", data={"code": code, "csrf_token": page_csrf(page)})
+    client.post(
+        "/account/mfa/setup",
+        data={"code": code, "current_password": TEST_PASSWORD, "csrf_token": page_csrf(page)},
+    )
     sign_out(client)
     login(officer)
     assert submit_code(client, code).status_code == 400
