@@ -145,43 +145,50 @@ def run(args: list[str], env: dict[str, str], timeout: float = 60) -> subprocess
 # ---- tests -----------------------------------------------------------------------------
 
 
-def test_burst_worker_runs_the_job_in_its_tenant_and_logs_its_id(env, worker_db, school_id):
-    job = enqueue_raw(env["ATTENDWISE_JOBS_QUEUE_PREFIX"], school_id, "teacher@example.test")
+def test_burst_worker_runs_jobs_in_their_tenant_logs_ids_and_keeps_failures(env, worker_db, school_id):
+    prefix = env["ATTENDWISE_JOBS_QUEUE_PREFIX"]
+    good = enqueue_raw(prefix, school_id, "teacher@example.test")
+    bad = enqueue_raw(prefix, school_id + 999_999, "ghost@example.test")  # no such organisation
     done = run(["worker", "--burst"], env)
     assert done.returncode == 0, done.stderr
-    assert f"job {job.id} started" in done.stderr
-    assert f"job {job.id} finished" in done.stderr, done.stderr
+    assert f"job {good.id} started" in done.stderr
+    assert f"job {good.id} finished" in done.stderr, done.stderr
+    assert f"job {bad.id} failed" in done.stderr, done.stderr
     emails, actors = rows(worker_db, school_id)
     assert emails == ["teacher@example.test"]
     assert actors == ["job invite for admin@example.test"]
-
-
-def test_failing_job_lands_in_failed_registry_and_leaves_no_rows(env, worker_db, school_id):
-    prefix = env["ATTENDWISE_JOBS_QUEUE_PREFIX"]
-    job = enqueue_raw(prefix, school_id + 999_999, "ghost@example.test")  # no such organisation
-    done = run(["worker", "--burst", "default"], env)
-    assert done.returncode == 0, done.stderr
-    job.refresh()
-    assert job.get_status() == JobStatus.FAILED
-    assert job.id in Queue(prefix + "default", connection=job.connection).failed_job_registry
+    assert bad.get_status(refresh=True) == JobStatus.FAILED
+    assert bad.id in Queue(prefix + "default", connection=bad.connection).failed_job_registry
     assert rows(worker_db, school_id + 999_999) == ([], [])
 
 
-def test_sigterm_lets_the_current_job_finish(env, worker_db, school_id):
+@contextlib.contextmanager
+def background(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run an ``attendwise`` command in the background, its log in a file; always reaped."""
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [ATTENDWISE, *args], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=sink
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=30)
+
+
+def test_sigterm_lets_the_current_job_finish(env, worker_db, school_id, tmp_path):
     job = enqueue_raw(env["ATTENDWISE_JOBS_QUEUE_PREFIX"], school_id, "slow@example.test", pause=3)
-    proc = subprocess.Popen(
-        [ATTENDWISE, "worker"], env=env, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    try:
+    log = tmp_path / "worker.log"
+    with background(["worker"], env, log) as proc:
         deadline = time.monotonic() + 90
         while job.get_status(refresh=True) != JobStatus.STARTED:
+            assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "the worker never started the job"
             time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        proc.wait(timeout=30)
+    err = log.read_text()
     assert proc.returncode == 0, err
     assert job.get_status(refresh=True) == JobStatus.FINISHED
     assert f"finishing job {job.id} first" in err
@@ -196,6 +203,8 @@ def test_unknown_queue_and_missing_redis_are_refused(app):
     no_redis = runner.invoke(scheduler_command, [])
     assert no_redis.exit_code == 2
     assert "ATTENDWISE_REDIS_URL is not set" in no_redis.output
+    listed = runner.invoke(scheduler_command, ["--list"])
+    assert "platform.purge_expired_sessions\tdefault\tevery 3600s" in listed.output
 
 
 def _free_port() -> int:
@@ -258,35 +267,23 @@ def test_no_append_only_file_is_refused_in_production_and_warned_in_development(
         conn.close()
 
 
-def test_scheduler_enqueues_periodic_jobs_with_rq_cron_and_a_worker_runs_them(env):
+def test_scheduler_enqueues_periodic_jobs_with_rq_cron_and_a_worker_runs_them(env, tmp_path):
     prefix = env["ATTENDWISE_JOBS_QUEUE_PREFIX"]
-    listed = run(["scheduler", "--list"], env)
-    assert "platform.purge_expired_sessions\tdefault\tevery 3600s" in listed.stdout
     conn = Redis.from_url(REDIS_URL)
     queue = Queue(prefix + "default", connection=conn)
-    proc = subprocess.Popen(
-        [ATTENDWISE, "scheduler"],
-        env=env,
-        cwd=ROOT,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    log = tmp_path / "scheduler.log"
+    with background(["scheduler"], env, log) as proc:
         deadline = time.monotonic() + 90
         while queue.count == 0:
-            assert proc.poll() is None, proc.communicate()[1]
+            assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "the scheduler enqueued nothing"
             time.sleep(0.1)
         second = run(["scheduler"], env)
         assert second.returncode == 1
         assert "is already running" in second.stderr
         proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err
+        proc.wait(timeout=30)
+    assert proc.returncode == 0, log.read_text()
     job = queue.fetch_job(queue.job_ids[0])
     assert job is not None
     assert job.args[0] == "attendwise.platform.jobs.purge_expired_sessions"
