@@ -141,7 +141,9 @@ def list_pupils(args: dict[str, Any]) -> dict[str, Any]:
         descending=args["order"] == "desc",
         page=args["page"],
     )
-    listing = queries.pupil_list(db.session(), _school_id(), filters)
+    org_id = _school_id()
+    listing = queries.pupil_list(db.session(), org_id, filters)
+    queries.record_list_view(db.session(), org_id, listing, via="api", filters=filters)
     period = listing.period.period
     return {
         "items": [_pupil_dict(row.pupil, row.figures) for row in listing.rows],

@@ -169,14 +169,14 @@ class HouseholdKey(Base):
 
     A key is an HMAC (with the deployment's secret) of a contact's normalised name together
     with their postcode, email or phone, so it reveals nothing without the secret and the
-    person's details. Only ``attendance.households`` reads it, and from another school it
+    person's details. Only ``attendance.queries.siblings`` reads it; from another school it
     reveals just that a sibling exists and the sibling's headline attendance.
     """
 
     __tablename__ = "household_keys"
     __global_reason__ = (
         "cross-school sibling index holding only keyed hashes and ids; read solely through "
-        "attendance.households, which reveals a sibling's existence and headline attendance"
+        "attendance.queries.siblings, which reveals a sibling's existence and headline attendance"
     )
     __table_args__ = (UniqueConstraint("key", "pupil_id"),)
 

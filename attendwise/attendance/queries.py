@@ -554,6 +554,25 @@ def marks_known_at(session: Session, pupil: Pupil, academic_year: int, moment: d
     return codes
 
 
+def record_list_view(
+    session: Session, org_id: int, listing: PupilList, *, via: str, filters: PupilFilters
+) -> None:
+    """Audit a list or export of pupils: which pupils were shown, and with which filters."""
+    audit.record(
+        session,
+        org_id=org_id,
+        action="pupils.export" if via == "csv" else "pupils.list",
+        object_type="pupils",
+        detail={
+            "via": via,
+            "rows": len(listing.rows),
+            "filters": filters.query_args(page=None),
+            "page": listing.page,
+            "pupil_ids": [row.pupil.id for row in listing.rows],
+        },
+    )
+
+
 def record_view(session: Session, pupil: Pupil, *, via: str) -> None:
     """Audit a view of a pupil record (the page, the API or an export), in the same transaction."""
     audit.record(

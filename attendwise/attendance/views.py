@@ -10,7 +10,6 @@ from typing import Any
 from flask import Blueprint, Flask, Response, abort, render_template, request, url_for
 
 from attendwise.attendance import queries
-from attendwise.platform import audit
 from attendwise.platform.auth import current_principal, require_perm
 from attendwise.platform.db import db
 from attendwise.platform.web import register_nav
@@ -77,7 +76,9 @@ def _school_id() -> int:
 @require_perm(Perm.PUPILS_READ)
 def pupil_list() -> Any:
     filters = queries.PupilFilters.from_args(request.args)
-    listing = queries.pupil_list(db.session(), _school_id(), filters)
+    org_id = _school_id()
+    listing = queries.pupil_list(db.session(), org_id, filters)
+    queries.record_list_view(db.session(), org_id, listing, via="page", filters=filters)
     return render_template(
         "attendance/pupils.html",
         listing=listing,
@@ -99,17 +100,7 @@ def pupil_list_csv() -> Response:
     writer.writerow([name for name, _get in CSV_COLUMNS])
     for row in listing.rows:
         writer.writerow([safe_cell(get(row.pupil, row.figures)) for _name, get in CSV_COLUMNS])
-    audit.record(
-        db.session(),
-        org_id=org_id,
-        action="pupils.export",
-        object_type="pupils",
-        detail={
-            "rows": len(listing.rows),
-            "filters": filters.query_args(page=None),
-            "pupil_ids": [r.pupil.id for r in listing.rows],
-        },
-    )
+    queries.record_list_view(db.session(), org_id, listing, via="csv", filters=filters)
     name = f"pupils-{listing.period.period.start.isoformat()}-to-{listing.period.period.end.isoformat()}.csv"
     return Response(
         "\ufeff" + out.getvalue(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 
 import pytest
 from sqlalchemy import select
@@ -79,6 +80,17 @@ def test_pupil_list_shows_figures_and_filters_persistent_absence(client, login, 
     assert "2 pupils" in persistent
     assert "Able" not in persistent.split('data-testid="pupil-table"')[1].split("</table>")[0]
     assert "1 pupil" in year6_fsm
+
+
+def test_listing_pupils_is_audited_with_the_pupils_shown(client, login, make_user, db_session, school_a):
+    school, _la, ids = school_a
+    login(make_user(school, "school_staff"))
+    client.get("/pupils?year_group=6")
+    with tenancy.tenant_context(school.id):
+        event = db_session.scalar(select(AuditEvent).where(AuditEvent.action == "pupils.list"))
+    detail = json.loads(event.detail)
+    assert sorted(detail["pupil_ids"]) == sorted([ids[make_upn(2)], ids[make_upn(3)]])
+    assert detail["filters"] == {"year_group": "6"}
 
 
 def test_sorting_by_attendance_puts_the_lowest_first(client, login, make_user, school_a):
