@@ -402,6 +402,8 @@ class PupilPage:
     changes: list[MarkChange]
     siblings: list[Sibling]
     academic_year: int
+    trend_weeks: int
+    trend_change: float | None  # percentage points over the last ``trend_weeks`` school weeks
 
     @property
     def academic_year_label(self) -> str:
@@ -519,6 +521,8 @@ def pupil_page(
         changes=list(changes),
         siblings=siblings(session, pupil, viewer=viewer, may_see_other_schools=may_see_other_schools, on=on),
         academic_year=year,
+        trend_weeks=result.trend_weeks,
+        trend_change=_number(result.trend_last_weeks[0]),
     )
 
 

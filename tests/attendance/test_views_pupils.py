@@ -111,6 +111,7 @@ def test_viewing_a_pupil_is_audited(client, login, make_user, db_session, school
     assert "75.0%" in body
     assert 'title="AM: N' in body
     assert "Reason for absence not yet established" in body
+    assert "Change over the last 6 school weeks" in body
     with tenancy.tenant_context(school.id):
         views = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "pupil.view")).all()
     assert [(v.pupil_id, v.object_id) for v in views] == [(ids[make_upn(2)], str(ids[make_upn(2)]))]
