@@ -25,7 +25,7 @@ embedded mode nothing would ever retry it, so it must not fail silently.
 Feature packages declare periodic work in their ``jobs`` module as ``PERIODIC`` (a tuple of
 :class:`Periodic`); ``attendwise scheduler`` registers them with RQ's built-in cron
 scheduler (``attendwise/platform/worker.py``). Periodic jobs run in the system context and
-fan out per organisation by enqueueing tenant jobs.
+fan out per organisation with :func:`fan_out`, which enqueues one tenant job each.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import delete, event, or_
+from sqlalchemy import delete, event, or_, select
 from sqlalchemy.orm import Session, SessionTransaction
 
 from attendwise.platform import tenancy
@@ -207,6 +207,33 @@ def enqueue(
     sess.info.setdefault(_PENDING, []).append((tx, app, job))
 
 
+def fan_out(
+    func: Callable[..., Any] | str,
+    *args: Any,
+    kinds: tuple[str, ...] = ("school",),
+    queue: str = "default",
+    job_timeout: int = DEFAULT_TIMEOUT,
+    **kwargs: Any,
+) -> list[int]:
+    """From a system job: enqueue ``func(*args, **kwargs)`` once per active organisation of
+    ``kinds``, each in that organisation's own tenant context. Returns the organisation ids."""
+    from attendwise.tenants.models import Organisation
+
+    ctx = tenancy.current()
+    if ctx is None or not ctx.system:
+        raise tenancy.TenantViolation("fan_out runs from a system job (periodic jobs are system jobs)")
+    org_ids = list(
+        db.session.scalars(
+            select(Organisation.id)
+            .where(Organisation.kind.in_(kinds), Organisation.active.is_(True))
+            .order_by(Organisation.id)
+        )
+    )
+    for org_id in org_ids:
+        enqueue(func, *args, org_id=org_id, queue=queue, job_timeout=job_timeout, **kwargs)
+    return org_ids
+
+
 def _dispatch(app: Flask, job: _Job) -> None:
     if not app.config.get("REDIS_URL"):
         log.info("job %s for organisation %s: running inline", job.func, job.org_id)
@@ -235,8 +262,7 @@ def _after_commit(session: Session) -> None:
     if released is not None:
         # A savepoint was released: its jobs now wait for the enclosing transaction.
         session.info[_PENDING] = [
-            (released.parent if tx is released else tx, app, job)
-            for tx, app, job in pending
+            (released.parent if tx is released else tx, app, job) for tx, app, job in pending
         ]
         return
     session.info[_READY] = session.info.pop(_PENDING)

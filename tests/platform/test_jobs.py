@@ -229,3 +229,23 @@ def test_purge_expired_sessions_removes_only_sessions_that_ended_a_day_ago(db_se
         db_session.scalars(select(WebSession.id).where(WebSession.id.in_([r.id for r in rows.values()])))
     )
     assert left == {"a" * 64, "b" * 64}
+
+
+def nightly(note: str) -> None:
+    jobs.fan_out(record_call, note, kinds=("school",))
+
+
+def test_a_system_job_fans_out_one_tenant_job_per_active_school(db_session, make_la, make_school):
+    la = make_la()
+    a, b, closed = make_school(la=la), make_school(la=la), make_school(la=la)
+    closed.active = False
+    db_session.commit()
+    jobs.enqueue(nightly, "evaluate", org_id=None)
+    db_session.commit()
+    per_school = {c["org_id"] for c in CALLS if c["note"] == "evaluate"}
+    assert {a.id, b.id} <= per_school
+    assert la.id not in per_school
+    assert closed.id not in per_school
+    assert all(not c["system"] for c in CALLS)
+    with pytest.raises(tenancy.TenantViolation), tenancy.tenant_context(a.id):
+        jobs.fan_out(record_call, "x")
