@@ -677,9 +677,11 @@ def _enforce_mfa_enrolment() -> Any:
 
 def register(app: Flask) -> None:
     from attendwise.platform import account_api
+    from attendwise.platform.account_cli import keys_cli
 
     throttle.init_app(app)
     app.register_blueprint(bp)
     app.register_blueprint(account_bp)
     app.before_request(_enforce_mfa_enrolment)
     account_api.register(app)
+    app.cli.add_command(keys_cli)

@@ -274,3 +274,32 @@ def test_production_needs_explicit_encryption_keys() -> None:
         crypto.keyring("", "x" * 40, production=True)
     with pytest.raises(crypto.CryptoError, match="key 2 is not a valid Fernet key"):
         crypto.keyring(f"{crypto.generate_key()},not-a-key", "x" * 40, production=True)
+
+
+def test_keys_rotate_re_encrypts_stored_secrets(
+    app: Flask, client: FlaskClient, login: Callable[..., Any], officer: User, db_session: Any
+) -> None:
+    key, _codes = enrolled(client, login, officer)
+    old, new = crypto.generate_key(), crypto.generate_key()
+    saved = app.config["ENCRYPTION_KEYS"]
+    try:
+        with app.test_request_context():
+            app.config["ENCRYPTION_KEYS"] = ""
+            plain = mfa.secret_of(officer)
+            app.config["ENCRYPTION_KEYS"] = old
+            officer.totp_secret = crypto.encrypt(plain)
+            db_session.commit()
+        app.config["ENCRYPTION_KEYS"] = new
+        refused = app.test_cli_runner().invoke(args=["keys", "rotate"])
+        assert refused.exit_code != 0
+        assert f"user(s) {officer.id}" in refused.output
+        app.config["ENCRYPTION_KEYS"] = f"{new},{old}"
+        result = app.test_cli_runner().invoke(args=["keys", "rotate"])
+        assert result.exit_code == 0, result.output
+        assert "re-encrypted 1 TOTP secret(s)" in result.output
+        app.config["ENCRYPTION_KEYS"] = new
+        db_session.refresh(officer)
+        with app.test_request_context():
+            assert mfa.secret_of(officer) == key
+    finally:
+        app.config["ENCRYPTION_KEYS"] = saved
