@@ -117,13 +117,14 @@ class LA:
         calendar = self.calendars[int(self.matrix.calendar_of[rows[0]])]
         first = calendar.school_weeks(self.matrix.start, on)[-weeks]
         lo, hi = (first - self.matrix.start).days, (on - self.matrix.start).days + 1
+        used, calendar_of = np.unique(self.matrix.calendar_of[rows], return_inverse=True)
         sub = MarkMatrix(
             first,
             self.matrix.codes[rows, 2 * lo : 2 * hi],
             [self.matrix.pupils[i] for i in rows],
-            self.matrix.calendar_of[rows],
+            calendar_of.astype(np.int32),
         )
-        return compute(sub, self.calendars, Period(first, on))
+        return compute(sub, [self.calendars[i] for i in used], Period(first, on))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,10 +28,12 @@ Decisions reach casework through a :class:`DecisionSink`; the engine writes no t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
-from collections.abc import Callable, Iterable, Sequence
+import gc
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -300,8 +302,24 @@ def take_rows(metrics: PupilMetrics, rows: np.ndarray) -> PupilMetrics:
         for f in dataclasses.fields(metrics)
         if isinstance(getattr(metrics, f.name), np.ndarray) and getattr(metrics, f.name).shape[:1] == (n,)
     }
-    changes["pupils"] = [metrics.pupils[int(i)] for i in rows]
+    changes["pupils"] = _Rows(metrics.pupils, rows)
     return dataclasses.replace(metrics, **changes)
+
+
+class _Rows(Sequence[Any]):
+    """Some items of a sequence, by position, without copying them."""
+
+    def __init__(self, items: Sequence[Any], rows: np.ndarray) -> None:
+        self._items = items
+        self._rows = rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self._items[int(i)] for i in self._rows[index]]
+        return self._items[int(self._rows[index])]
 
 
 def half_term_columns(metrics: PupilMetrics, calendars: Sequence[SchoolCalendar], on: dt.date) -> np.ndarray:
@@ -389,10 +407,11 @@ class Evaluation:
     actions: list[ActionDecision]
 
     def publish(self, sink: DecisionSink) -> None:
-        for t in self.transitions:
-            sink.transition(t)
-        for a in self.actions:
-            sink.action(a)
+        with _collector_paused():
+            for t in self.transitions:
+                sink.transition(t)
+            for a in self.actions:
+                sink.action(a)
 
 
 # --------------------------------------------------------------------------- conditions
@@ -679,6 +698,22 @@ def _prepared(
     return tuple((a.kind, a.summary(), a.params, a.sign_off) for a in actions)
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building many small decision objects.
+
+    An LA-wide evaluation creates hundreds of thousands of tuples that are never cyclic; with the
+    collector running, its full passes over them cost more than the evaluation itself.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def evaluate(
     policy: Policy,
     state: LadderState,
@@ -693,7 +728,32 @@ def evaluate(
 
     ``due`` limits stage changes to pupils whose cadence falls today (default: all).
     ``recurring_today(every)`` says whether recurring actions with that ``every`` fall today.
+    Sign-off is taken as given with ``approve_all`` and support-first gates as met with
+    ``assume_support`` (simulations); otherwise such moves are proposed or wait.
     """
+    with _collector_paused():
+        return _evaluate(
+            policy,
+            state,
+            facts,
+            due=due,
+            approve_all=approve_all,
+            assume_support=assume_support,
+            recurring_today=recurring_today,
+        )
+
+
+def _evaluate(
+    policy: Policy,
+    state: LadderState,
+    facts: Facts,
+    *,
+    due: np.ndarray | None = None,
+    approve_all: bool = False,
+    assume_support: bool = False,
+    recurring_today: Callable[[str], bool] | None = None,
+) -> Evaluation:
+    """The evaluation itself; see :func:`evaluate`."""
     n = len(state.upns)
     today = facts.ordinal
     base = policy.base_stage
