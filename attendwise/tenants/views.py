@@ -49,7 +49,7 @@ MAX_LISTED_PROBLEMS = 500
 @bp.get("/")
 @login_required
 def home() -> Any:
-    return render_template("tenants/home.html")
+    return render_template("tenants/home.html", roles=ROLES)
 
 
 def _principal() -> auth.Principal:
