@@ -44,6 +44,11 @@ class PupilQueryArgsSchema(Schema):
     sort = fields.String(load_default="name", validate=validate.OneOf(queries.SORTS))
     order = fields.String(load_default="asc", validate=validate.OneOf(("asc", "desc")))
     page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    year = fields.Integer(
+        load_default=None,
+        validate=validate.Range(min=2000, max=2100),
+        metadata={"description": "Academic year by its first calendar year (2025 = 2025/26); default: now."},
+    )
 
 
 class FiguresSchema(Schema):
@@ -140,6 +145,7 @@ def list_pupils(args: dict[str, Any]) -> dict[str, Any]:
         sort=args["sort"],
         descending=args["order"] == "desc",
         page=args["page"],
+        academic_year=args["year"],
     )
     org_id = _school_id()
     listing = queries.pupil_list(db.session(), org_id, filters)

@@ -148,6 +148,7 @@ class PupilFilters:
     sort: str = "name"
     descending: bool = False
     page: int = 1
+    academic_year: int | None = None  # None: the current one
 
     @classmethod
     def from_args(cls, args: Any) -> PupilFilters:
@@ -157,6 +158,7 @@ class PupilFilters:
             page = 1
         sort = args.get("sort", "name")
         year = args.get("year_group", "")
+        academic = args.get("year", "")
         return cls(
             q=(args.get("q") or "").strip()[:100],
             year_group=year if year in services.YEAR_GROUPS else "",
@@ -165,6 +167,7 @@ class PupilFilters:
             sort=sort if sort in SORTS else "name",
             descending=args.get("order") == "desc",
             page=page,
+            academic_year=int(academic) if academic.isdigit() and 2000 <= int(academic) <= 2100 else None,
         )
 
     def query_args(self, **changes: Any) -> dict[str, Any]:
@@ -177,6 +180,7 @@ class PupilFilters:
             "sort": self.sort if self.sort != "name" else None,
             "order": "desc" if self.descending else None,
             "page": self.page if self.page > 1 else None,
+            "year": self.academic_year,
         }
         values.update(changes)
         return {k: v for k, v in values.items() if v is not None}
@@ -219,6 +223,7 @@ class PupilList:
     year_groups: list[str]
     groups: list[GroupFigures] = field(default_factory=list)
     academic_year: int = 0
+    academic_years: list[int] = field(default_factory=list)  # years with marks, newest first
 
     @property
     def academic_year_label(self) -> str:
@@ -229,7 +234,7 @@ def pupil_list(
     session: Session, org_id: int, filters: PupilFilters, *, on: dt.date | None = None, paged: bool = True
 ) -> PupilList:
     """The school's pupils with their figures for the chosen period, filtered, sorted and paged."""
-    on = on or today()
+    on = as_of(on or today(), filters.academic_year)
     year = academic_year_of(on)
     calendar = services.school_calendar(session, org_id, year)
     periods = period_choices(calendar, on)
@@ -280,7 +285,22 @@ def pupil_list(
         year_groups=sorted({p.year_group for p in pupils}, key=lambda y: YEAR_ORDER.get(y, 99)),
         groups=groups,
         academic_year=year,
+        academic_years=years_with_marks(session, org_id, also=academic_year_of(today())),
     )
+
+
+def as_of(on: dt.date, academic_year: int | None) -> dt.date:
+    """The day figures are computed to: ``on``, or the last day of an earlier academic year."""
+    if academic_year is None or academic_year >= academic_year_of(on):
+        return on
+    return academic_year_end(academic_year)
+
+
+def years_with_marks(session: Session, org_id: int, *, also: int) -> list[int]:
+    stored = session.scalars(
+        select(PupilMarkYear.academic_year).where(PupilMarkYear.org_id == org_id).distinct()
+    ).all()
+    return sorted({also, *stored}, reverse=True)
 
 
 def _characteristic(pupils: Sequence[Pupil], flag: str) -> np.ndarray:
@@ -404,6 +424,7 @@ class PupilPage:
     academic_year: int
     trend_weeks: int
     trend_change: float | None  # percentage points over the last ``trend_weeks`` school weeks
+    academic_years: list[int] = field(default_factory=list)  # years with marks, newest first
 
     @property
     def academic_year_label(self) -> str:
@@ -488,8 +509,9 @@ def pupil_page(
     viewer: Organisation,
     may_see_other_schools: bool,
     on: dt.date | None = None,
+    academic_year: int | None = None,
 ) -> PupilPage:
-    on = on or today()
+    on = as_of(on or today(), academic_year)
     year = academic_year_of(on)
     calendar = services.school_calendar(session, pupil.org_id, year)
     period = period_choices(calendar, on)[0].period
@@ -523,6 +545,15 @@ def pupil_page(
         academic_year=year,
         trend_weeks=result.trend_weeks,
         trend_change=_number(result.trend_last_weeks[0]),
+        academic_years=sorted(
+            {
+                academic_year_of(today()),
+                *session.scalars(
+                    select(PupilMarkYear.academic_year).where(PupilMarkYear.pupil_id == pupil.id)
+                ),
+            },
+            reverse=True,
+        ),
     )
 
 

@@ -121,6 +121,7 @@ def pupil_page(pupil_id: int) -> Any:
         pupil,
         viewer=_viewer(),
         may_see_other_schools=principal is not None and principal.can(Perm.SIBLINGS_HEADLINE),
+        academic_year=queries.PupilFilters.from_args(request.args).academic_year,
     )
     queries.record_view(db.session(), pupil, via="page")
     back = request.args.get("back", "")

@@ -153,3 +153,26 @@ def test_safe_cell_neutralises_every_formula_start():
 
     cases = ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "plain", ""]
     assert [safe_cell(c) for c in cases] == ["'=1+1", "'+1", "'-1", "'@SUM(A1)", "'\tx", "'\rx", "plain", ""]
+
+
+def test_an_earlier_academic_year_can_be_chosen(client, login, make_user, db_session, school_a):
+    school, _la, ids = school_a
+    march = dt.date(2026, 3, 2)  # 2025/26, on the England default calendar
+    with tenancy.tenant_context(school.id):
+        services.store_marks(
+            db_session,
+            school.id,
+            [
+                services.MarkRow(make_upn(1), march, "AM", "O"),
+                services.MarkRow(make_upn(1), march, "PM", "\\"),
+            ],
+            "import",
+        )
+    login(make_user(school, "school_staff"))
+    listing = _body(client.get("/pupils?year=2025"))
+    page = _body(client.get(f"/pupils/{ids[make_upn(1)]}?year=2025"))
+    assert 'value="2025" selected' in listing
+    assert "50.0%" in listing  # Able: one of two sessions that year
+    assert "academic year 2025/26" in page
+    assert 'title="AM: O' in page
+    assert "2026/27</a>" in page
