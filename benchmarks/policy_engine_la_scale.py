@@ -17,7 +17,8 @@ one Friday in spring, it times
     explanation, and every recurring action due that Friday (e.g. the weekly calls and rewards),
     recorded in a sink,
 
-and prints both times and the ratio (b)/(a). Target: (b) <= 1.5 x (a).
+and prints both times (the best of two runs each, as the machine is shared) and the ratio
+(b)/(a). Target: (b) <= 1.5 x (a).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from attendwise.policies.engine import (
 )
 
 BEFORE = date(2025, 2, 28)
+REPEATS = 2
 ON = date(2025, 3, 14)
 
 
@@ -153,15 +155,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"standing on {BEFORE}: {on_stage:,} pupils above their policy's base stage")
 
     period = Period(matrix.start, ON, "Year to date")
-    t = time.perf_counter()
-    compute(matrix, calendars, period)
-    metrics_s = time.perf_counter() - t
+    metrics_runs, engine_runs = [], []
+    for _ in range(REPEATS):
+        t = time.perf_counter()
+        compute(matrix, calendars, period)
+        metrics_runs.append(time.perf_counter() - t)
 
-    sink = MemorySink()
-    t = time.perf_counter()
-    metrics = compute(matrix, calendars, period)
-    la.evaluate(ON, states, metrics, sink)
-    engine_s = time.perf_counter() - t
+        sink = MemorySink()
+        t = time.perf_counter()
+        metrics = compute(matrix, calendars, period)
+        la.evaluate(ON, states, metrics, sink)
+        engine_runs.append(time.perf_counter() - t)
+    metrics_s, engine_s = min(metrics_runs), min(engine_runs)
 
     ratio = engine_s / metrics_s
     print(f"on {ON}: {len(sink.transitions):,} stage decisions, {len(sink.actions):,} recurring actions")
