@@ -28,10 +28,10 @@ from flask import (
     session,
     url_for,
 )
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from werkzeug.exceptions import TooManyRequests
 
-from attendwise.platform import auth, crypto, mail, mfa, throttle
+from attendwise.platform import auth, crypto, jobs, mfa, password_reset, throttle
 from attendwise.platform.db import db, utcnow
 from attendwise.platform.models import PasswordResetToken
 from attendwise.platform.passwords import hash_password, needs_rehash, password_problem, verify_password
@@ -49,7 +49,6 @@ MESSAGES = {
     "enter_password": "Enter your password",
     "wrong_current": "Your current password is not right",
 }
-RESET_LINK_MINUTES = 60
 RESETS_PER_HOUR_PER_ACCOUNT = 3
 RESETS_PER_HOUR_PER_IP = 20
 TOKEN_EXPIRY_DAYS = (7, 30, 90, 365)
@@ -316,10 +315,6 @@ def mfa_cancel() -> Any:
 # ---- password reset -------------------------------------------------------------------------
 
 
-def _token_hash(raw: str) -> str:
-    return hashlib.sha256(raw.encode()).hexdigest()
-
-
 @bp.route("/reset", methods=["GET", "POST"])
 @auth.public
 def reset_request() -> Any:
@@ -349,50 +344,14 @@ def _send_reset_link(email: str) -> None:
     if user is None or not user.active:
         _log_auth("password_reset.unknown", account=throttle.account_key(email)[5:17])
         return
-    raw = secrets.token_urlsafe(32)
-    now = utcnow()
-    db.session.execute(
-        delete(PasswordResetToken).where(PasswordResetToken.expires_at < now - dt.timedelta(days=1))
-    )
-    db.session.add(
-        PasswordResetToken(
-            user_id=user.id,
-            token_hash=_token_hash(raw),
-            created_at=now,
-            expires_at=now + dt.timedelta(minutes=RESET_LINK_MINUTES),
-        )
-    )
-    db.session.commit()
-    link = current_app.config["BASE_URL"].rstrip("/") + url_for("auth.reset_password", token=raw)
-    context = {"user": user, "link": link, "minutes": RESET_LINK_MINUTES}
-    try:
-        message_id = mail.send_email(
-            user.email,
-            "Reset your Attendwise password",
-            render_template("platform/email/reset_password.txt", **context),
-            html=render_template("platform/email/reset_password.html", **context),
-        )
-    except mail.MailError:
-        log.exception("password reset email failed", extra={"event": "password_reset.mail_failed"})
-        return
-    _log_auth("password_reset.sent", user_id=user.id, message_id=message_id)
-
-
-def _valid_reset_token(raw: str) -> PasswordResetToken | None:
-    query = select(PasswordResetToken).where(PasswordResetToken.token_hash == _token_hash(raw))
-    token = db.session.scalar(query)
-    if token is None or token.used_at is not None:
-        return None
-    expires = token.expires_at if token.expires_at.tzinfo else token.expires_at.replace(tzinfo=dt.UTC)
-    if expires <= utcnow():
-        return None
-    return token
+    jobs.enqueue(password_reset.send_reset_email, user.id, org_id=None)
+    _log_auth("password_reset.requested", user_id=user.id)
 
 
 @bp.route("/reset/<token>", methods=["GET", "POST"])
 @auth.public
 def reset_password(token: str) -> Any:
-    record = _valid_reset_token(token)
+    record = password_reset.valid_token(token)
     user = db.session.get(User, record.user_id) if record else None
     if record is None or user is None or not user.active:
         return render_template("platform/reset_invalid.html"), 400
@@ -620,7 +579,7 @@ def new_token() -> Any:
                 user_id=user.id,
                 org_id=principal.organisation.id,
                 name=str(form["name"]),
-                token_hash=_token_hash(raw),
+                token_hash=hashlib.sha256(raw.encode()).hexdigest(),
                 scopes=" ".join(sorted(chosen)),
                 expires_at=utcnow() + dt.timedelta(days=int(str(form["expiry_days"]))),
             )

@@ -169,3 +169,18 @@ def test_changing_the_password_needs_the_current_one(
     assert response.status_code == 400
     assert "current password is not right" in response.get_data(as_text=True)
     assert login(officer, TEST_PASSWORD).status_code == 302
+
+
+def test_a_mail_failure_does_not_reveal_that_the_account_exists(
+    app: Flask, client: FlaskClient, officer: User, caplog: pytest.LogCaptureFixture
+) -> None:
+    saved = app.config["MAIL_SERVER"], app.config["MAIL_PORT"]
+    app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=1)
+    try:
+        known = request_reset(client, officer.email)
+        unknown = request_reset(client, "nobody@example.test")
+    finally:
+        app.config["MAIL_SERVER"], app.config["MAIL_PORT"] = saved
+    assert known.status_code == unknown.status_code == 200
+    assert "Check your email" in known.get_data(as_text=True)
+    assert any(getattr(r, "event", "") == "password_reset.mail_failed" for r in caplog.records)
