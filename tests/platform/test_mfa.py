@@ -303,3 +303,17 @@ def test_keys_rotate_re_encrypts_stored_secrets(
             assert mfa.secret_of(officer) == key
     finally:
         app.config["ENCRYPTION_KEYS"] = saved
+
+
+def test_the_page_asked_for_is_reached_after_the_second_factor(
+    client: FlaskClient, login: Callable[..., Any], officer: User
+) -> None:
+    key, _codes = enrolled(client, login, officer)
+    bounced = client.get("/account")
+    assert "next=/account" in bounced.headers["Location"]
+    page = client.get(bounced.headers["Location"]).get_data(as_text=True)
+    client.post(
+        bounced.headers["Location"],
+        data={"email": officer.email, "password": TEST_PASSWORD, "csrf_token": page_csrf(page)},
+    )
+    assert submit_code(client, next_step_code(key)).headers["Location"] == "/account"
