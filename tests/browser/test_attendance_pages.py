@@ -1,4 +1,4 @@
-"""The pupil list and pupil page in Debian's Chromium: usable, axe-clean, CSP-clean, screenshotted."""
+"""Attendance pages in Debian's Chromium: the pupil list and pupil page, axe- and CSP-clean, screenshotted."""
 
 from __future__ import annotations
 
@@ -14,18 +14,6 @@ from sqlalchemy.orm import Session
 from attendwise.attendance import queries, services
 from tests.attendance.records import HALF_TERMS_2026, make_upn, pupil
 from tests.attendance.test_views_pupils import TODAY
-from tests.browser.conftest import (  # noqa: F401 - the browser harness's fixtures
-    _live_server,
-    assert_accessible,
-    browser,
-    live_server,
-    page,
-    page_problems,
-    screenshot,
-    sign_in,
-)
-
-pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(autouse=True)
@@ -83,11 +71,11 @@ def _seed(school_id: int) -> Callable[[Session], None]:
 
 
 def test_pupil_list_and_page_in_a_browser(
-    page: Any,  # noqa: F811 - a harness fixture
-    live_server: Any,  # noqa: F811
-    sign_in: Callable[..., None],  # noqa: F811
-    assert_accessible: Callable[[Any], None],  # noqa: F811
-    screenshot: Callable[[Any, str], Any],  # noqa: F811
+    page: Any,
+    live_server: Any,
+    sign_in: Callable[..., None],
+    assert_accessible: Callable[[Any], None],
+    screenshot: Callable[[Any, str], Any],
 ) -> None:
     school = live_server.make_school(name=f"Willow Primary {live_server.next_id()}")
     live_server.setup(_seed(school.id))
