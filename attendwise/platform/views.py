@@ -36,7 +36,7 @@ from attendwise.platform.db import db, utcnow
 from attendwise.platform.models import PasswordResetToken
 from attendwise.platform.passwords import hash_password, needs_rehash, password_problem, verify_password
 from attendwise.platform.sessions import revoke_user_sessions
-from attendwise.tenants.models import ApiToken, Organisation, User
+from attendwise.tenants.models import ApiToken, Identity, Organisation, User
 from attendwise.tenants.roles import ROLES, Perm
 
 log = logging.getLogger("attendwise.auth")
@@ -154,10 +154,20 @@ def _attempt_login(email: str, password: str) -> Any:
 
 
 def _complete_login(user: User) -> None:
-    user.last_login_at = utcnow()
+    _record_sign_in(user)
     auth.login_user(user)
     db.session.commit()
     _log_auth("login.success", user_id=user.id)
+
+
+def _record_sign_in(user: User) -> None:
+    now = utcnow()
+    user.last_login_at = now
+    db.session.execute(
+        update(Identity)
+        .where(Identity.user_id == user.id, Identity.issuer == Identity.LOCAL_ISSUER)
+        .values(last_used_at=now)
+    )
 
 
 def _pending_user() -> User | None:
@@ -242,7 +252,7 @@ def _finish_second_factor(user: User) -> Any:
         session.pop(key, None)
     session["mfa_ok"] = True
     session.regenerate()  # type: ignore[attr-defined]
-    user.last_login_at = utcnow()
+    _record_sign_in(user)
     db.session.commit()
     _log_auth("login.success", user_id=user.id, second_factor=True)
     return redirect(target)

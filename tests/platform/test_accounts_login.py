@@ -15,7 +15,7 @@ from sqlalchemy import select
 from attendwise.platform import throttle
 from attendwise.platform.models import ThrottleBucket
 from attendwise.platform.passwords import MEMORY_KIB
-from attendwise.tenants.models import Organisation, User
+from attendwise.tenants.models import Identity, Organisation, User
 from tests.conftest import TEST_PASSWORD, csrf_token
 from tests.platform.account_fixtures import Clock, clock, throttle_store
 
@@ -47,10 +47,16 @@ def test_wrong_password_and_unknown_account_get_the_same_answer(client: FlaskCli
         assert "The email address or password is not right" in response.get_data(as_text=True)
 
 
-def test_right_password_signs_in(client: FlaskClient, officer: User) -> None:
+def test_right_password_signs_in(client: FlaskClient, officer: User, db_session: Any) -> None:
     response = attempt(client, officer.email.upper(), TEST_PASSWORD)
     assert response.status_code == 302
     assert client.get("/").status_code == 200
+    identity = db_session.scalar(select(Identity).where(Identity.user_id == officer.id))
+    db_session.refresh(identity)
+    assert identity.issuer == Identity.LOCAL_ISSUER
+    assert identity.last_used_at is not None
+    db_session.refresh(officer)
+    assert officer.last_login_at is not None
 
 
 def test_ten_wrong_passwords_lock_the_account_until_the_delay_passes(
