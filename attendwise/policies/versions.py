@@ -97,7 +97,7 @@ def _action(a: Action) -> str:
     return f"{a.kind.replace('_', ' ')} ({a.summary()})"
 
 
-def _entry(stage: Stage) -> str:
+def entry_words(stage: Stage) -> str:
     if stage.universal:
         return "every pupil not on a higher stage"
     if stage.enter is None:
@@ -165,7 +165,7 @@ def diff(old: Policy, new: Policy) -> list[str]:
     for number in sorted(old_stages.keys() | new_stages.keys()):
         before, after = old_stages.get(number), new_stages.get(number)
         if before is None and after is not None:
-            out.append(f"New stage {number} ({after.name}), entered {_entry(after)}.")
+            out.append(f"New stage {number} ({after.name}), entered {entry_words(after)}.")
             continue
         if after is None and before is not None:
             out.append(f"Stage {number} ({before.name}) is removed.")
@@ -183,8 +183,8 @@ def _stage_changes(before: Stage, after: Stage) -> Iterator[str]:
     label = f"Stage {after.number} ({after.name})"
     if before.name != after.name:
         yield f"Stage {after.number} is renamed from '{before.name}' to '{after.name}'."
-    if _entry(before) != _entry(after):
-        yield f"{label} is now entered {_entry(after)} (was {_entry(before)})."
+    if entry_words(before) != entry_words(after):
+        yield f"{label} is now entered {entry_words(after)} (was {entry_words(before)})."
     if before.monitoring != after.monitoring:
         yield f"{label} is now monitored {after.monitoring} (was {before.monitoring})."
     if before.support_first != after.support_first:
