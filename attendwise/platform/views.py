@@ -31,7 +31,7 @@ from flask import (
 from sqlalchemy import select, update
 from werkzeug.exceptions import TooManyRequests
 
-from attendwise.platform import auth, crypto, jobs, mfa, password_reset, throttle
+from attendwise.platform import audit, auth, crypto, jobs, mfa, password_reset, tenancy, throttle
 from attendwise.platform.db import db, utcnow
 from attendwise.platform.models import PasswordResetToken
 from attendwise.platform.passwords import hash_password, needs_rehash, password_problem, verify_password
@@ -595,6 +595,7 @@ def new_token() -> Any:
             )
             db.session.add(token)
             db.session.flush()
+            _audit_token(token, "api_token.create")
             _log_auth("api_token.created", user_id=user.id, token_id=token.id, org_id=token.org_id)
             return render_template("platform/account_token_created.html", token=token, raw=raw)
     return render_template(
@@ -608,6 +609,23 @@ def new_token() -> Any:
     ), (400 if errors else 200)
 
 
+def _audit_token(token: ApiToken, action: str) -> None:
+    """Tokens reach an organisation's data, so their creation and revocation go in its audit log."""
+    with tenancy.tenant_context(token.org_id):
+        audit.record(
+            db.session,
+            org_id=token.org_id,
+            action=action,
+            object_type="api_token",
+            object_id=token.id,
+            detail={
+                "name": token.name,
+                "scopes": token.scopes.split(),
+                "expires_at": token.expires_at.isoformat(),
+            },
+        )
+
+
 @account_bp.post("/tokens/<int:token_id>/revoke")
 @auth.login_required
 def revoke_token(token_id: int) -> Any:
@@ -617,6 +635,7 @@ def revoke_token(token_id: int) -> Any:
         abort(404)
     if token.revoked_at is None:
         token.revoked_at = utcnow()
+        _audit_token(token, "api_token.revoke")
         _log_auth("api_token.revoked", user_id=user.id, token_id=token.id)
     flash(f"The token “{token.name}” has been revoked.", "success")
     return redirect(url_for("account.settings"))

@@ -11,6 +11,8 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
+from attendwise.platform import tenancy
+from attendwise.platform.audit import AuditEvent
 from attendwise.platform.db import utcnow
 from attendwise.tenants.models import ApiToken, Organisation, User
 from tests.platform.account_fixtures import post_form
@@ -178,3 +180,22 @@ class FlaskClientWithoutCookies:
 
     def get(self, path: str, **kwargs: Any) -> Any:
         return self._client.get(path, **kwargs)
+
+
+def test_creating_and_revoking_a_token_is_in_the_organisations_audit_log(
+    client: FlaskClient, login: Callable[..., Any], officer: User, school: Organisation, db_session: Any
+) -> None:
+    login(officer)
+    _r, raw = create_token(client, "Audited", ["pupils:read"])
+    assert raw
+    token = db_session.scalar(select(ApiToken).where(ApiToken.name == "Audited"))
+    client.post(f"/account/tokens/{token.id}/revoke", data={"csrf_token": _csrf(client, "/account")})
+    with tenancy.tenant_context(school.id):
+        events = db_session.scalars(
+            select(AuditEvent).where(AuditEvent.object_type == "api_token").order_by(AuditEvent.seq)
+        ).all()
+    assert [(e.action, e.object_id, e.actor_user_id) for e in events] == [
+        ("api_token.create", str(token.id), officer.id),
+        ("api_token.revoke", str(token.id), officer.id),
+    ]
+    assert raw not in " ".join(e.detail for e in events)
