@@ -50,7 +50,7 @@ PN_THRESHOLD = 10
 PERSISTENT_PERCENT = 10
 SEVERE_PERCENT = 50
 DEFAULT_TREND_WEEKS = 6
-BLOCK_ROWS = 8192
+BLOCK_ROWS = 2048
 NCODES = len(CODE_ORDER) + 1
 _KEY_WIDTH = 64  # > NCODES, a power of two for the bincount key
 
@@ -263,19 +263,25 @@ def _day(value: np.datetime64) -> str:
 
 
 # -- lookup tables ------------------------------------------------------------------------------
-# Per day (a little-endian uint16 of the AM and PM bytes) one gather gives:
-#  WEEK fields, 4 bits each so seven days sum without carrying: attended, possible, G/N/O/U;
-#  DAY flags: every possible session unauthorised / a possible day that is not / every possible
-#  session an absence / every possible session illness.
-_DAY_UNAUTH, _DAY_BREAK, _DAY_MISSED, _DAY_ILL, _DAY_POSSIBLE = 1, 2, 4, 8, 16
+# Each day's two sessions, read as one little-endian uint16 (AM byte low), index two tables:
+#  WEEK: eight 4-bit counts, so the seven days of a week sum without one field carrying into the
+#        next: sessions attended, possible, G/N/O/U and "/"; and whether the day has a possible
+#        session, is missed (every possible session an absence), is illness (every one I), is
+#        unauthorised (every one unauthorised).
+#  DAY:  whether every possible session is unauthorised, or the day has a possible session and
+#        is not (which ends a run of unauthorised days).
+F_ATTENDED, F_POSSIBLE, F_PENALTY, F_SLASH, F_DAY_UNAUTH, F_DAY_POSSIBLE, F_DAY_MISSED, F_DAY_ILL = range(8)
+_SHIFTS = np.arange(0, 32, 4, dtype=np.uint32)
+_DAY_UNAUTH, _DAY_BREAK = 1, 2
+_SLASH, _BACKSLASH = CODE_INDEX["/"], CODE_INDEX["\\"]
+_COMMON = max(_SLASH, _BACKSLASH)  # bytes 0, 1, 2 (none, "/", "\\") come from WEEK; the rest: bincount
 
 
 @cache
 def _luts(table_key: tuple[tuple[str, str], ...]) -> tuple[np.ndarray, np.ndarray]:
     table = CodeTable(dict(table_key)) if table_key else DEFAULT_TABLE
-    cls = table.class_lut
     byte = np.arange(256)
-    session_class = cls[byte]
+    session_class = table.class_lut[byte]
     attended = np.isin(session_class, [StatClass.PRESENT.number, StatClass.APPROVED_ACTIVITY.number])
     possible = (session_class >= 1) & (session_class <= StatClass.UNAUTHORISED.number)
     absent = np.isin(session_class, [StatClass.AUTHORISED.number, StatClass.UNAUTHORISED.number])
@@ -290,17 +296,23 @@ def _luts(table_key: tuple[tuple[str, str], ...]) -> tuple[np.ndarray, np.ndarra
         return flags[am].astype(np.int64) + flags[pm]
 
     n_possible = both(possible)
-    week = both(attended) | (n_possible << 4) | (both(pn) << 8)
     any_possible = n_possible > 0
     all_unauth = any_possible & (both(unauth) == n_possible)
-    day = (
-        np.where(all_unauth, _DAY_UNAUTH, 0)
-        | np.where(any_possible & ~all_unauth, _DAY_BREAK, 0)
-        | np.where(any_possible & (both(absent) == n_possible), _DAY_MISSED, 0)
-        | np.where(any_possible & (both(ill) == n_possible), _DAY_ILL, 0)
-        | np.where(any_possible, _DAY_POSSIBLE, 0)
-    )
-    return week.astype(np.uint16), day.astype(np.uint8)
+    fields = {
+        F_ATTENDED: both(attended),
+        F_POSSIBLE: n_possible,
+        F_PENALTY: both(pn),
+        F_SLASH: both(byte == _SLASH),
+        F_DAY_UNAUTH: all_unauth,
+        F_DAY_POSSIBLE: any_possible,
+        F_DAY_MISSED: any_possible & (both(absent) == n_possible),
+        F_DAY_ILL: any_possible & (both(ill) == n_possible),
+    }
+    week = np.zeros(65536, dtype=np.int64)
+    for which, values in fields.items():
+        week |= values.astype(np.int64) << int(_SHIFTS[which])
+    day = np.where(all_unauth, _DAY_UNAUTH, 0) | np.where(any_possible & ~all_unauth, _DAY_BREAK, 0)
+    return week.astype(np.uint32), day.astype(np.uint8)
 
 
 def _class_matrix(table: CodeTable) -> np.ndarray:
@@ -425,61 +437,78 @@ def compute(
     group_starts = np.concatenate(([0], bounds))
     group_ends = np.concatenate((bounds, [npupils]))
     identity = bool(np.all(order == np.arange(npupils)))
+    present_col, approved_col = StatClass.PRESENT.number - 1, StatClass.APPROVED_ACTIVITY.number - 1
     late_l, late_u = CODE_INDEX[codes_mod.LATE_BEFORE_CLOSE], CODE_INDEX[codes_mod.LATE_AFTER_CLOSE]
     pn_cols = [CODE_INDEX[c] for c in sorted(codes_mod.PENALTY_NOTICE_CODES)]
 
+    def run_block(b_start: int, b_end: int, geo: _Geometry) -> None:
+        nseg = len(geo.half_term_names) + 1
+        rows = slice(b_start, b_end) if identity else order[b_start:b_end]
+        block = matrix.codes[rows, 2 * d0 : 2 * (d0 + geo.ndays)]
+        nrow = block.shape[0]
+        used, pairs = _marked_days(block)
+        weekly = _Weekly(week_lut[pairs], used, geo, period)
+
+        # counts by code: "/" and "\\" (most marks) from the weekly sums, the rest with one
+        # bincount over (row, code) of just those marks; L and U also per half-term segment
+        sessions = pairs.reshape(-1).view(np.uint8)
+        rare = np.flatnonzero(sessions > _COMMON)
+        row_of, column = np.divmod(rare, 2 * len(used))
+        rare_codes = sessions[rare]
+        counts = np.bincount(row_of * _KEY_WIDTH + rare_codes, minlength=nrow * _KEY_WIDTH).reshape(
+            nrow, _KEY_WIDTH
+        )
+        # "/" and "\\" are verified PRESENT, so "\\" is what attended leaves unexplained
+        rare_attended = (counts @ class_onehot)[:, [present_col, approved_col]].sum(axis=1)
+        counts[:, _SLASH] = weekly.total(F_SLASH)
+        counts[:, _BACKSLASH] = weekly.total(F_ATTENDED) - counts[:, _SLASH] - rare_attended
+        classes = counts @ class_onehot
+        code_counts[rows] = counts[:, :NCODES]
+        out["present"][rows] = classes[:, StatClass.PRESENT.number - 1]
+        out["approved_activity"][rows] = classes[:, StatClass.APPROVED_ACTIVITY.number - 1]
+        out["authorised"][rows] = classes[:, StatClass.AUTHORISED.number - 1]
+        out["unauthorised"][rows] = classes[:, StatClass.UNAUTHORISED.number - 1]
+        out["not_counted"][rows] = classes[:, StatClass.NOT_COUNTED.number - 1]
+        out["possible"][rows] = classes[:, :4].sum(axis=1)
+        out["late_before_close"][rows] = counts[:, late_l]
+        out["late_after_close"][rows] = counts[:, late_u]
+        out["penalty_sessions"][rows] = counts[:, pn_cols].sum(axis=1)
+        is_late = (rare_codes == late_l) | (rare_codes == late_u)
+        if nseg > 1 and is_late.any():
+            segment = np.repeat(geo.day_segment[used], 2)[column[is_late]]
+            key = (row_of[is_late] * nseg + segment) * 2 + (rare_codes[is_late] == late_u)
+            lates = np.bincount(key, minlength=nrow * nseg * 2).reshape(nrow, nseg, 2)
+            late_l_ht[rows, : nseg - 1] = lates[:, 1:, 0]
+            late_u_ht[rows, : nseg - 1] = lates[:, 1:, 1]
+
+        out["school_weeks"][rows] = weekly.nweeks
+        if weekly.nweeks:
+            sums = weekly.window_sums()
+            best = sums.argmax(axis=1)
+            out["max_pn"][rows] = sums[np.arange(nrow), best]
+            out["windows_at_threshold"][rows] = (sums >= PN_THRESHOLD).sum(axis=1)
+            starts, ends = weekly.window_dates()
+            window_start[rows] = starts[best]
+            window_end[rows] = ends[best]
+        attended = out["present"][rows] + out["approved_activity"][rows]
+        possible = out["possible"][rows]
+        trend_last[rows] = weekly.trend_last(attended, possible, trend_weeks)
+        if since_day is not None:
+            trend_since_out[rows] = weekly.trend_since(attended, possible, since_day)
+        out["days_possible"][rows] = weekly.total(F_DAY_POSSIBLE)
+        out["days_missed"][rows] = weekly.total(F_DAY_MISSED)
+        out["days_ill"][rows] = weekly.total(F_DAY_ILL)
+        _unauthorised_runs(pairs, day_lut, weekly.total(F_DAY_UNAUTH) > 0, rows, out)
+
+    blocks = []
     for g_start, g_end in zip(group_starts, group_ends, strict=True):
         if g_start == g_end:
             continue
         geo = geometries[int(cal_sorted[g_start])]
-        nseg = len(geo.half_term_names) + 1
         for b_start in range(int(g_start), int(g_end), block_rows):
-            b_end = min(b_start + block_rows, int(g_end))
-            rows = slice(b_start, b_end) if identity else order[b_start:b_end]
-            block = matrix.codes[rows, 2 * d0 : 2 * (d0 + geo.ndays)]
-            nrow = block.shape[0]
-            used, pairs = _marked_days(block)
-            sessions = pairs.view(np.uint8)
-
-            # counts by code, per half-term segment: one bincount over (row, segment, code)
-            key = np.empty(sessions.shape, dtype=np.intp)
-            np.add(sessions, np.repeat(geo.day_segment[used] * _KEY_WIDTH, 2)[None, :], out=key)
-            key += (np.arange(nrow, dtype=np.intp) * (nseg * _KEY_WIDTH))[:, None]
-            seg_counts = np.bincount(key.ravel(), minlength=nrow * nseg * _KEY_WIDTH).reshape(
-                nrow, nseg, _KEY_WIDTH
-            )
-            counts = seg_counts.sum(axis=1)
-            classes = counts @ class_onehot
-            code_counts[rows] = counts[:, :NCODES]
-            out["present"][rows] = classes[:, StatClass.PRESENT.number - 1]
-            out["approved_activity"][rows] = classes[:, StatClass.APPROVED_ACTIVITY.number - 1]
-            out["authorised"][rows] = classes[:, StatClass.AUTHORISED.number - 1]
-            out["unauthorised"][rows] = classes[:, StatClass.UNAUTHORISED.number - 1]
-            out["not_counted"][rows] = classes[:, StatClass.NOT_COUNTED.number - 1]
-            out["possible"][rows] = classes[:, :4].sum(axis=1)
-            out["late_before_close"][rows] = counts[:, late_l]
-            out["late_after_close"][rows] = counts[:, late_u]
-            out["penalty_sessions"][rows] = counts[:, pn_cols].sum(axis=1)
-            if nseg > 1:
-                late_l_ht[rows, : nseg - 1] = seg_counts[:, 1:, late_l]
-                late_u_ht[rows, : nseg - 1] = seg_counts[:, 1:, late_u]
-
-            weekly = _Weekly(week_lut[pairs], used, geo, period)
-            out["school_weeks"][rows] = weekly.nweeks
-            if weekly.nweeks:
-                sums = weekly.window_sums()
-                best = sums.argmax(axis=1)
-                out["max_pn"][rows] = sums[np.arange(nrow), best]
-                out["windows_at_threshold"][rows] = (sums >= PN_THRESHOLD).sum(axis=1)
-                starts, ends = weekly.window_dates()
-                window_start[rows] = starts[best]
-                window_end[rows] = ends[best]
-            attended = out["present"][rows] + out["approved_activity"][rows]
-            possible = out["possible"][rows]
-            trend_last[rows] = weekly.trend_last(attended, possible, trend_weeks)
-            if since_day is not None:
-                trend_since_out[rows] = weekly.trend_since(attended, possible, since_day)
-            _day_runs(day_lut[pairs], rows, out)
+            blocks.append((b_start, min(b_start + block_rows, int(g_end)), geo))
+    for block_args in blocks:
+        run_block(*block_args)
 
     return PupilMetrics(
         pupils=matrix.pupils,
@@ -516,7 +545,7 @@ def compute(
 
 
 class _Weekly:
-    """Per-week sums of one block (attended, possible, G/N/O/U) and the school weeks among them."""
+    """One block's WEEK fields summed per Monday-to-Sunday week, and its school weeks."""
 
     def __init__(self, packed: np.ndarray, used: np.ndarray, geo: _Geometry, period: Period) -> None:
         self.packed = packed
@@ -531,8 +560,12 @@ class _Weekly:
         self.period = period
         self.first_monday = np.datetime64(week_start(period.start), "D")
 
+    def total(self, which: int) -> np.ndarray:
+        """Per row: the sum of one field over the period."""
+        return _field_sum(self.weeks, which)
+
     def window_sums(self) -> np.ndarray:
-        pn = ((self.weeks[:, self.school_weeks] >> 8) & 0xF).astype(np.int32)
+        pn = ((self.weeks[:, self.school_weeks] >> _SHIFTS[F_PENALTY]) & 0xF).astype(np.int32)
         cs = np.zeros((pn.shape[0], self.nweeks + 1), dtype=np.int32)
         np.cumsum(pn, axis=1, out=cs[:, 1:])
         width = min(PN_WINDOW_WEEKS, self.nweeks)
@@ -549,17 +582,16 @@ class _Weekly:
     def trend_last(self, attended: np.ndarray, possible: np.ndarray, n: int) -> np.ndarray:
         if n <= 0 or self.nweeks <= n:
             return np.full(len(possible), np.nan)
-        cutoff = int(self.school_weeks[self.nweeks - n])
-        before = self.weeks[:, :cutoff]
-        return _trend(attended, possible, _field_sum(before, 0), _field_sum(before, 4))
+        before = self.weeks[:, : int(self.school_weeks[self.nweeks - n])]
+        return _trend(attended, possible, _field_sum(before, F_ATTENDED), _field_sum(before, F_POSSIBLE))
 
     def trend_since(self, attended: np.ndarray, possible: np.ndarray, since_day: int) -> np.ndarray:
         before = self.packed[:, : int(np.searchsorted(self.used, since_day))]
-        return _trend(attended, possible, _field_sum(before, 0), _field_sum(before, 4))
+        return _trend(attended, possible, _field_sum(before, F_ATTENDED), _field_sum(before, F_POSSIBLE))
 
 
-def _field_sum(packed: np.ndarray, shift: int) -> np.ndarray:
-    return ((packed >> shift) & 0xF).sum(axis=1, dtype=np.int64)
+def _field_sum(packed: np.ndarray, which: int) -> np.ndarray:
+    return ((packed >> _SHIFTS[which]) & 0xF).sum(axis=1, dtype=np.int64)
 
 
 def _trend(
@@ -571,22 +603,29 @@ def _trend(
     return np.where((possible > 0) & (base_pos > 0), now - then, np.nan)
 
 
-def _day_runs(flags: np.ndarray, rows: slice | np.ndarray, out: dict[str, np.ndarray]) -> None:
-    """Day counts and the longest / current run of whole days of unauthorised absence."""
-    out["days_possible"][rows] = np.count_nonzero(flags & _DAY_POSSIBLE, axis=1)
-    out["days_missed"][rows] = np.count_nonzero(flags & _DAY_MISSED, axis=1)
-    out["days_ill"][rows] = np.count_nonzero(flags & _DAY_ILL, axis=1)
-    unauth_days = np.count_nonzero(flags & _DAY_UNAUTH, axis=1)
-    longest = np.zeros(flags.shape[0], dtype=np.int32)
-    current = np.zeros(flags.shape[0], dtype=np.int32)
-    with_any = np.flatnonzero(unauth_days)
-    if with_any.size:
-        f = flags[with_any]
-        cumulative = np.cumsum(f & _DAY_UNAUTH, axis=1, dtype=np.int32)
-        at_last_break = np.maximum.accumulate(np.where(f & _DAY_BREAK, cumulative, 0), axis=1)
+def _unauthorised_runs(
+    pairs: np.ndarray,
+    day_lut: np.ndarray,
+    candidates: np.ndarray,
+    rows: slice | np.ndarray,
+    out: dict[str, np.ndarray],
+) -> None:
+    """The longest and the current run of whole days of unauthorised absence.
+
+    Only rows with a whole unauthorised day can have one. With ``u`` the running count of
+    unauthorised days, a run's length on any day is ``u`` minus ``u`` at the last day that broke
+    it; days without a possible session change neither, so they are skipped.
+    """
+    longest = np.zeros(pairs.shape[0], dtype=np.int32)
+    current = np.zeros(pairs.shape[0], dtype=np.int32)
+    which = np.flatnonzero(candidates)
+    if which.size and pairs.shape[1]:
+        flags = day_lut[pairs[which]]
+        cumulative = np.cumsum(flags & _DAY_UNAUTH, axis=1, dtype=np.int32)
+        at_last_break = np.maximum.accumulate(np.where(flags & _DAY_BREAK, cumulative, 0), axis=1)
         run = cumulative - at_last_break
-        longest[with_any] = run.max(axis=1)
-        current[with_any] = run[:, -1]
+        longest[which] = run.max(axis=1)
+        current[which] = run[:, -1]
     out["longest_run"][rows] = longest
     out["current_run"][rows] = current
 
