@@ -1,0 +1,216 @@
+"""Running the policy engine for a school, as a job.
+
+``evaluate_all_schools`` (daily, after the evening MIS sync) fans out one ``evaluate_school``
+job per school with a published policy. ``evaluate_school`` evaluates on the school's own
+cadence: pupils on a daily-monitored stage every school day, the others on the policy's weekly
+day (or the last school day before it), and anyone with an event recorded that day. Running it
+twice on one day creates nothing the second time: the engine keeps a pupil who moved today where
+they are, and every decision reaches :class:`~attendwise.casework.services.CaseworkSink` by key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from attendwise.attendance import queries as attendance_queries
+from attendwise.attendance import services as attendance_services
+from attendwise.attendance.calendar import SchoolCalendar, academic_year_of
+from attendwise.attendance.metrics import Period, PupilMetrics
+from attendwise.attendance.models import Pupil
+from attendwise.casework.models import (
+    ActionPlan,
+    Case,
+    CaseEvent,
+    CaseStatus,
+    PlanStatus,
+    SupportRecord,
+    SupportStatus,
+)
+from attendwise.casework.services import CaseworkSink, ladder_state
+from attendwise.platform import audit
+from attendwise.platform.db import db
+from attendwise.platform.jobs import Periodic, enqueue
+from attendwise.policies import services as policy_services
+from attendwise.policies.document import Policy
+from attendwise.policies.engine import Clock, EventLog, Facts, evaluate, half_term_columns
+from attendwise.policies.models import SchoolPolicy
+from attendwise.policies.simulate import Days, uses_metric
+from attendwise.tenants.models import Organisation, OrgKind
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one evaluation did."""
+
+    on: dt.date
+    policy: str | None
+    pupils: int = 0
+    evaluated: int = 0
+    transitions: int = 0
+    tasks_created: int = 0
+    cases_opened: int = 0
+
+
+def _window(
+    session: Session, org_id: int, calendar: SchoolCalendar, pupil_ids: list[int], *, day: dt.date, name: str
+) -> PupilMetrics:
+    half_term = calendar.half_term_of(day)
+    if name == "half_term" and half_term is not None:
+        period = Period(half_term.start, day)
+    elif name == "term" and half_term is not None:
+        term = next(t for t in calendar.terms if half_term in t.half_terms)
+        period = Period(term.start, day)
+    elif name.startswith("last_"):
+        period = Period.last_school_weeks(calendar, int(name.split("_")[1]), day)
+    else:
+        raise ValueError(f"no metrics are available for the window {name!r}")
+    return attendance_queries.figures(session, org_id, calendar, period, pupil_ids)
+
+
+def _previous_year(session: Session, org_id: int, pupil_ids: list[int], day: dt.date) -> np.ndarray:
+    year = academic_year_of(day) - 1
+    calendar = attendance_services.school_calendar(session, org_id, year)
+    return attendance_queries.figures(
+        session, org_id, calendar, Period(calendar.start, calendar.end), pupil_ids
+    ).attendance_pct
+
+
+def _support(session: Session, pupil_ids: list[int]) -> np.ndarray:
+    """Pupils with support on record: support offered or accepted, or an active plan."""
+    supported = set(
+        session.scalars(
+            select(Case.pupil_id)
+            .join(SupportRecord, SupportRecord.case_id == Case.id)
+            .where(Case.status == CaseStatus.OPEN, SupportRecord.status != SupportStatus.DECLINED)
+        )
+    ) | set(
+        session.scalars(
+            select(Case.pupil_id)
+            .join(ActionPlan, ActionPlan.case_id == Case.id)
+            .where(Case.status == CaseStatus.OPEN, ActionPlan.status == PlanStatus.ACTIVE)
+        )
+    )
+    return np.array([pid in supported for pid in pupil_ids], dtype=bool)
+
+
+def evaluate_on(session: Session, org_id: int, day: dt.date, *, policy: Policy | None = None) -> Outcome:
+    """Evaluate the current school's pupils on ``day`` and write the decisions to casework."""
+    if policy is None:
+        school_policy = policy_services.get_policy(session)
+        policy = policy_services.policy_on(school_policy, day) if school_policy is not None else None
+    if policy is None:
+        return Outcome(day, None)
+    pupils = session.execute(select(Pupil.id, Pupil.upn).order_by(Pupil.id)).all()
+    if not pupils:
+        return Outcome(day, policy.key)
+    pupil_ids = [p.id for p in pupils]
+    upns = [p.upn for p in pupils]
+    calendar = attendance_services.school_calendar(session, org_id, academic_year_of(day))
+    days = Days(calendar)
+    if not calendar.is_school_day(day):
+        return Outcome(day, policy.key, pupils=len(pupils))
+    row_of = {pid: i for i, pid in enumerate(pupil_ids)}
+    state = ladder_state(session, upns, pupil_ids, policy.base_stage)
+    events = session.execute(
+        select(CaseEvent.pupil_id, CaseEvent.occurred_on, CaseEvent.name).where(CaseEvent.occurred_on <= day)
+    ).all()
+    log = EventLog.from_rows((row_of[pid], on, name) for pid, on, name in events if pid in row_of)
+    monitoring = {s.number: s.monitoring for s in policy.stages}
+    cadence = np.array([monitoring.get(int(s), policy.cadence) for s in state.stage])
+    due = (cadence == "daily") | ((cadence == "weekly") & days.weekly(day, policy.evaluation_day))
+    for row in log.rows_on(day.toordinal()):
+        due[row] = True
+    recurring = {
+        every
+        for every in {r.every for r in policy.rules}
+        | {r.every for s in policy.stages for r in s.while_in_stage}
+        if days.falls(every, day, policy.evaluation_day)
+    }
+    if not due.any() and not recurring:
+        return Outcome(day, policy.key, pupils=len(pupils))
+    metrics = attendance_queries.figures(
+        session, org_id, calendar, Period.year_to_date(calendar, day), pupil_ids
+    )
+    facts = Facts(
+        on=day,
+        metrics=metrics,
+        half_term_column=half_term_columns(metrics, [calendar], day),
+        clocks=[Clock.of(calendar, calendar.start, max(day, calendar.start))],
+        calendar_of=np.zeros(len(pupils), dtype=np.int64),
+        events=log,
+        support=_support(session, pupil_ids),
+        previous_year_attendance=_previous_year(session, org_id, pupil_ids, day)
+        if uses_metric(policy, "end_of_year_attendance")
+        else None,
+        window=lambda name: _window(session, org_id, calendar, pupil_ids, day=day, name=name),
+    )
+    result = evaluate(policy, state, facts, due=due, recurring_today=recurring.__contains__)
+    sink = CaseworkSink(session, policy, dict(zip(upns, pupil_ids, strict=True)))
+    result.publish(sink)
+    sink.finish(result.state, facts.counts())
+    audit.record(
+        session,
+        org_id=org_id,
+        action="casework.evaluate",
+        object_type="organisation",
+        object_id=org_id,
+        detail={
+            "on": day.isoformat(),
+            "policy": policy.key,
+            "evaluated": int(due.sum()),
+            "transitions": len(sink.transitions),
+            "tasks_created": sink.created_tasks,
+        },
+    )
+    return Outcome(
+        day,
+        policy.key,
+        pupils=len(pupils),
+        evaluated=int(due.sum()),
+        transitions=len(sink.transitions),
+        tasks_created=sink.created_tasks,
+        cases_opened=sink.opened_cases,
+    )
+
+
+def evaluate_school(org_id: int, on: str | None = None) -> dict[str, object]:
+    """The job: evaluate one school today (London time) or on ``on`` (ISO date)."""
+    day = dt.date.fromisoformat(on) if on else attendance_queries.today()
+    outcome = evaluate_on(db.session(), org_id, day)
+    return {
+        "on": outcome.on.isoformat(),
+        "policy": outcome.policy,
+        "evaluated": outcome.evaluated,
+        "transitions": outcome.transitions,
+        "tasks_created": outcome.tasks_created,
+    }
+
+
+def evaluate_all_schools() -> int:
+    """The daily run (system context): one evaluation job per school with a policy."""
+    session = db.session()
+    school_ids = session.scalars(
+        select(Organisation.id).where(Organisation.kind == OrgKind.SCHOOL).order_by(Organisation.id)
+    ).all()
+    with_policy = set(session.scalars(select(SchoolPolicy.org_id)))
+    count = 0
+    for org_id in school_ids:
+        if org_id in with_policy:
+            enqueue(evaluate_school, org_id, org_id=org_id, queue="evaluation")
+            count += 1
+    return count
+
+
+PERIODIC = (
+    Periodic(
+        name="casework.evaluate_all_schools",
+        func="attendwise.casework.jobs.evaluate_all_schools",
+        queue="evaluation",
+        cron="30 18 * * 1-5",
+    ),
+)
