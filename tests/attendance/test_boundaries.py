@@ -9,7 +9,7 @@ import pytest
 
 from attendwise.attendance.calendar import HalfTerm, SchoolCalendar, merge, week_start
 from attendwise.attendance.codes import encode
-from attendwise.attendance.metrics import MarkMatrix, Period, compute, penalty_windows
+from attendwise.attendance.metrics import MarkMatrix, Period, aggregate, compute, penalty_windows
 
 AUTUMN_2024 = SchoolCalendar.england_default(2024)
 
@@ -225,3 +225,31 @@ def test_a_corrupt_code_byte_is_refused_rather_than_miscounted() -> None:
     matrix.codes[0, 1] = 200
     with pytest.raises(ValueError, match=r"byte \(200\) that encodes no attendance code"):
         compute(matrix, [AUTUMN_2024], Period(AUTUMN_2024.start, AUTUMN_2024.end))
+
+
+def test_named_periods_follow_the_calendar() -> None:
+    assert Period.half_term(AUTUMN_2024, "Spring 2") == Period(
+        date(2025, 2, 24), date(2025, 4, 11), "Spring 2"
+    )
+    assert Period.term(AUTUMN_2024, "Autumn") == Period(date(2024, 9, 2), date(2024, 12, 20), "Autumn")
+    assert Period.year_to_date(AUTUMN_2024, date(2024, 11, 13)).start == date(2024, 9, 2)
+    last = Period.last_school_weeks(AUTUMN_2024, 3, date(2024, 11, 13))
+    assert (last.start, last.end) == (date(2024, 10, 21), date(2024, 11, 13))  # half-term skipped
+    with pytest.raises(KeyError, match="Autumn 3"):
+        Period.half_term(AUTUMN_2024, "Autumn 3")
+
+
+def test_school_and_la_figures_sum_sessions_and_rate_enrolments() -> None:
+    days = AUTUMN_2024.school_days(date(2024, 9, 9), date(2024, 9, 13))  # 10 sessions
+    full = _sessions(days, lambda _i, _d, _s: "/")
+    one_off = _sessions(days, lambda i, _d, s: "I" if (i, s) == (0, "AM") else "/")  # 10%: PA
+    matrix = _matrix([full, one_off, {}])
+    result = compute(matrix, [AUTUMN_2024], Period(date(2024, 9, 9), date(2024, 9, 13)))
+    school_a, school_b = aggregate(result, ["A", "A", "B"])
+    assert (school_a.group, school_a.possible, school_a.authorised) == ("A", 20, 1)
+    assert school_a.attendance_pct == 95.0
+    assert school_a.persistent_absence_rate == 50.0
+    # an enrolment with no possible session is left out of the rates, as in the DfE statistics
+    assert (school_b.enrolments, school_b.enrolments_with_possible) == (1, 0)
+    assert school_b.persistent_absence_rate is None
+    assert school_b.attendance_pct is None
