@@ -77,7 +77,7 @@ def _replay(
         raise AssertionError("unreachable") from None
     try:
         events = simulate.parse_events(_read(events_path, "events file")) if events_path else []
-        return simulate.Replay(marks, calendar, events, start, end)
+        return simulate.Replay.from_marks(marks, calendar, events, start, end)
     except simulate.SimulationError as exc:
         _fail(exc.problems)
         raise AssertionError("unreachable") from None

@@ -262,50 +262,67 @@ class Replay:
 
     def __init__(
         self,
+        matrix: MarkMatrix,
+        calendar: SchoolCalendar,
+        events: Sequence[EventRow],
+        end: dt.date,
+        *,
+        what: str = "marks file",
+    ) -> None:
+        """``matrix`` holds every pupil's marks from the start of the academic year to ``end``."""
+        pupils = {upn: i for i, upn in enumerate(matrix.pupils)}
+        unknown = [e for e in events if e.upn not in pupils]
+        if unknown:
+            raise SimulationError(
+                [f"events file row {e.row}: pupil {e.upn} has no marks in the {what}" for e in unknown]
+            )
+        self.calendar = calendar
+        self.days = Days(calendar)
+        self.upns = [str(u) for u in matrix.pupils]
+        self.axis_start = matrix.start
+        self.end = end
+        self.matrix = matrix
+        self.clock = Clock.of(calendar, matrix.start, end)
+        self.events = EventLog.from_rows((pupils[e.upn], e.date, e.event) for e in events)
+        self.event_days: dict[dt.date, list[int]] = {}
+        for e in events:
+            self.event_days.setdefault(e.date, []).append(pupils[e.upn])
+        self._previous: dict[int, np.ndarray] = {}
+
+    @classmethod
+    def from_marks(
+        cls,
         marks: Sequence[MarkRow],
         calendar: SchoolCalendar | None,
         events: Sequence[EventRow],
         start: dt.date,
         end: dt.date,
-    ) -> None:
+    ) -> Replay:
+        """From the rows of a marks file (the calendar defaults to the days with a mark)."""
         if not marks:
             raise SimulationError(["the marks file has no marks"])
         if end < start:
             raise SimulationError([f"--to ({end}) is before --from ({start})"])
-        self.calendar = school_calendar_for(marks, calendar)
-        self.days = Days(self.calendar)
+        school_calendar = school_calendar_for(marks, calendar)
         pupils: dict[str, int] = {}
         for m in marks:
             pupils.setdefault(m.upn, len(pupils))
-        unknown = [e for e in events if e.upn not in pupils]
-        if unknown:
-            raise SimulationError(
-                [f"events file row {e.row}: pupil {e.upn} has no marks in the marks file" for e in unknown]
-            )
-        self.upns = list(pupils)
         first_mark = min(m.date for m in marks)
-        self.axis_start = min(first_mark, start, year_start(self.calendar, start))
-        self.end = end
-        ndays = (end - self.axis_start).days + 1
+        axis_start = min(first_mark, start, year_start(school_calendar, start))
+        ndays = (end - axis_start).days + 1
         codes = np.zeros((len(pupils), 2 * ndays), dtype=np.uint8)
-        inside = [m for m in marks if self.axis_start <= m.date <= end]
+        inside = [m for m in marks if axis_start <= m.date <= end]
         if inside:
             rows = np.fromiter((pupils[m.upn] for m in inside), dtype=np.int64, count=len(inside))
             cols = np.fromiter(
-                (2 * (m.date - self.axis_start).days + (m.session == "PM") for m in inside),
+                (2 * (m.date - axis_start).days + (m.session == "PM") for m in inside),
                 dtype=np.int64,
                 count=len(inside),
             )
             codes[rows, cols] = np.fromiter(
                 (CODE_INDEX[m.code] for m in inside), dtype=np.uint8, count=len(inside)
             )
-        self.matrix = MarkMatrix(self.axis_start, codes, self.upns)
-        self.clock = Clock.of(self.calendar, self.axis_start, end)
-        self.events = EventLog.from_rows((pupils[e.upn], e.date, e.event) for e in events)
-        self.event_days: dict[dt.date, list[int]] = {}
-        for e in events:
-            self.event_days.setdefault(e.date, []).append(pupils[e.upn])
-        self._previous: dict[int, np.ndarray] = {}
+        return cls(MarkMatrix(axis_start, codes, list(pupils)), school_calendar, events, end)
 
     def metrics(self, day: dt.date) -> PupilMetrics:
         return compute(

@@ -8,10 +8,11 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, url_for
 
+from attendwise.platform import audit
 from attendwise.platform.auth import current_principal, require_perm
 from attendwise.platform.db import db
 from attendwise.platform.web import register_nav
-from attendwise.policies import document, services, simulate, versions
+from attendwise.policies import document, queries, services, simulate, versions
 from attendwise.policies.document import Policy, Stage
 from attendwise.policies.models import PolicyVersion, SchoolPolicy
 from attendwise.tenants.roles import Perm
@@ -219,6 +220,34 @@ def version(number: int) -> Any:
         rows=ladder_rows(compiled),
         previous=earlier[-1] if earlier else None,
         changes=changes,
+    )
+
+
+@bp.get("/dry-run")
+@require_perm(Perm.POLICY_EDIT, Perm.PUPILS_READ)
+def dry_run() -> Any:
+    """What a version (the draft unless another is asked for) would do on the school's data today."""
+    policy = _policy_or_404()
+    number = request.args.get("version", type=int)
+    version = (
+        next((v for v in policy.versions if v.number == number), None)
+        if number is not None
+        else services.draft(policy) or policy.versions[-1]
+    )
+    if version is None:
+        abort(404)
+    compiled = _compiled(version)
+    report = queries.dry_run(db.session(), policy.org_id, compiled, _today())
+    changes = report["week"]["stage_changes"] if report["week"] else []
+    audit.record(
+        db.session(),
+        org_id=policy.org_id,
+        action="pupils.list",
+        object_type="pupils",
+        detail={"via": "policy dry run", "pupil_ids": [c["pupil_id"] for c in changes]},
+    )
+    return render_template(
+        "policies/dry_run.html", policy=policy, version=version, report=report, changes=changes
     )
 
 

@@ -90,7 +90,7 @@ def replay(
     """Simulate ``preset`` (NAME or NAME@VERSION) over the scripted marks, as the CLI does."""
     policies, pinned = simulate.load_preset(preset)
     event_rows = [EventRow(i + 2, u, d(day), e) for i, (u, day, e) in enumerate(events)]
-    rp = Replay(marks(pupils, d(end), calendar), calendar, event_rows, d(start), d(end))
+    rp = Replay.from_marks(marks(pupils, d(end), calendar), calendar, event_rows, d(start), d(end))
     sink = MemorySink()
     result = simulate.run(policies, rp, d(start), d(end), pinned=pinned, sink=sink)
     return Outcome({p.upn: p for p in result.pupils}, sink)

@@ -11,7 +11,7 @@ GOOD = upn(62)
 
 def test_dry_run_counts_stages_this_weeks_actions_and_changes() -> None:
     policies, _ = simulate.load_preset("spetisbury")
-    rp = simulate.Replay(
+    rp = simulate.Replay.from_marks(
         marks({PA: absent_on([0, 1]), GOOD: present}, d("2025-10-03")),
         CALENDAR,
         [],

@@ -109,7 +109,7 @@ def test_legal_steps_wait_for_sign_off_outside_a_simulation() -> None:
     the senior attendance champion instead of making it, and proposes it once (a stable key)."""
     policies, _ = simulate.load_preset("spetisbury")
     policy = policies[0]
-    rp = simulate.Replay(
+    rp = simulate.Replay.from_marks(
         marks({ALWAYS_PA: absent_on([0, 1])}, d("2025-11-21")), CALENDAR, [], d("2025-09-01"), d("2025-11-21")
     )
     state = LadderState.initial([ALWAYS_PA], 0)
@@ -142,7 +142,9 @@ def test_evaluating_twice_changes_nothing() -> None:
     policies, _ = simulate.load_preset("spetisbury")
     policy = policies[0]
     pupils = {ALWAYS_PA: absent_on([0, 1]), PERFECT: marks_on({}, present)}
-    rp = simulate.Replay(marks(pupils, d("2025-09-12")), CALENDAR, [], d("2025-09-01"), d("2025-09-12"))
+    rp = simulate.Replay.from_marks(
+        marks(pupils, d("2025-09-12")), CALENDAR, [], d("2025-09-01"), d("2025-09-12")
+    )
     facts = rp.facts(d("2025-09-12"), policy)
     state = LadderState.initial(list(pupils), 0)
     once = evaluate(policy, state, facts, recurring_today=lambda every: every == "friday")

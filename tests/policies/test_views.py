@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from html import unescape
 
+from sqlalchemy import select
+
+from attendwise.platform import tenancy
+from attendwise.platform.audit import AuditEvent
+from attendwise.policies.models import PolicyVersion
 from tests.conftest import csrf_token
 
 
@@ -107,3 +113,41 @@ def test_another_schools_policy_is_not_visible(client, login, make_school, make_
     login(make_user(theirs, "senior_attendance_champion"))
     assert "no escalation policy yet" in client.get("/policy").get_data(as_text=True)
     assert client.get("/policy/versions/1").status_code == 404
+
+
+def test_dry_run_page_on_the_schools_own_marks(
+    client, login, make_school, make_user, db_session, monkeypatch
+) -> None:
+    """The dry run reads the school's stored marks and creates nothing: pupil 2 misses the whole
+    fourth week (N), so on Fri 2 Oct 2026 Spetisbury's stage 1 would apply to them."""
+    from attendwise.policies import views
+    from tests.attendance.test_views_pupils import pupil, seed
+
+    monkeypatch.setattr(views, "_today", lambda: dt.date(2026, 10, 2))
+    school = make_school()
+    seed(
+        db_session,
+        school,
+        [pupil(1, surname="Able"), pupil(2, surname="Baker")],
+        {1: ["/"] * 20, 2: ["/"] * 15 + ["N"] * 5},
+    )
+    login(make_user(school, "senior_attendance_champion"))
+    token = csrf_token(client, "/policy")
+    client.post(
+        "/policy/start", data={"preset": "spetisbury", "effective_from": "2026-09-01", "csrf_token": token}
+    )
+    page = client.get("/policy/dry-run")
+    assert page.status_code == 200
+    body = page.get_data(as_text=True)
+    stages = body.split('data-testid="dry-run-stages"')[1].split("</table>")[0]
+    assert "0. Not on a stage" in stages
+    assert "1. Persistent absence identified" in stages
+    changes = body.split('data-testid="dry-run-changes"')[1].split("</table>")[0]
+    assert "Pupil2 Baker" in changes
+    assert "Stage 1 since 2 Oct 2026: attendance is below 90%: attendance 75.0% this year" in changes
+    actions = body.split('data-testid="dry-run-actions"')[1].split("</dl>")[0]
+    assert "Code guidance" in actions
+    with tenancy.tenant_context(school.id):
+        assert db_session.scalars(select(PolicyVersion)).one().published is False
+        event = db_session.scalars(select(AuditEvent).where(AuditEvent.action == "pupils.list")).one()
+    assert '"via": "policy dry run"' in event.detail
