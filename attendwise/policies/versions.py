@@ -179,6 +179,27 @@ def diff(old: Policy, new: Policy) -> list[str]:
     return out
 
 
+def _identity(action: Action) -> tuple[str, str]:
+    """What makes an action the same action across versions: its kind and template or referral kind."""
+    params = dict(action.params)
+    return action.kind, str(params.get("template") or params.get("referral_kind") or params.get("code") or "")
+
+
+def _action_changes(label: str, before: Sequence[Action], after: Sequence[Action]) -> Iterator[str]:
+    """Actions added or removed, and those kept whose wording or settings changed."""
+    old = {_identity(a): a for a in before}
+    new = {_identity(a): a for a in after}
+    for key, action in new.items():
+        previous = old.get(key)
+        if previous is None:
+            yield f"{label}: adds {_action(action)}."
+        elif previous != action:
+            yield f"{label}: the {action.kind.replace('_', ' ')} now reads: {action.summary()}"
+    for key, action in old.items():
+        if key not in new:
+            yield f"{label}: no longer {_action(action)}."
+
+
 def _stage_changes(before: Stage, after: Stage) -> Iterator[str]:
     label = f"Stage {after.number} ({after.name})"
     if before.name != after.name:
@@ -188,14 +209,13 @@ def _stage_changes(before: Stage, after: Stage) -> Iterator[str]:
     if before.monitoring != after.monitoring:
         yield f"{label} is now monitored {after.monitoring} (was {before.monitoring})."
     if before.support_first != after.support_first:
-        yield (
-            f"{label} now needs support on record first: {after.support_first}"
-            if after.support_first
-            else f"{label} no longer needs support on record first."
-        )
-    yield from _set_changes(
-        f"{label}, on entry", [_action(a) for a in before.on_entry], [_action(a) for a in after.on_entry]
-    )
+        if after.support_first and before.support_first:
+            yield f"{label}: the support-first gate now reads: {after.support_first}"
+        elif after.support_first:
+            yield f"{label} now needs support on record first: {after.support_first}"
+        else:
+            yield f"{label} no longer needs support on record first."
+    yield from _action_changes(f"{label}, on entry", before.on_entry, after.on_entry)
     yield from _set_changes(
         f"{label}, leaving", [_leave(r) for r in before.leave], [_leave(r) for r in after.leave]
     )
