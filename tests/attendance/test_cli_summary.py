@@ -15,6 +15,7 @@ import pytest
 from stdnum.gb import upn as stdnum_upn
 
 from attendwise.attendance.calendar import SchoolCalendar
+from attendwise.attendance.cli import records_to_csv
 
 ATTENDWISE = str(Path(sys.executable).with_name("attendwise"))
 CALENDAR = SchoolCalendar.england_default(2024)
@@ -190,3 +191,23 @@ def test_an_empty_marks_file_gives_an_empty_list(tmp_path: Path) -> None:
     result = run(tmp_path, "--marks", write(tmp_path, "m.csv", [["upn", "date", "session", "code"]]))
     assert result.returncode == 0
     assert json.loads(result.stdout) == []
+
+
+def test_csv_neutralises_text_that_a_spreadsheet_would_run_but_keeps_numbers() -> None:
+    record = {
+        "upn": '=HYPERLINK("http://x")',
+        "note": "@SUM(A1)",
+        "trend_since": -2.5,
+        "lates_by_half_term": {"+Autumn": {"late_before_close": 1, "late_after_close": 0}},
+        "counts_by_code": {"L": 1},
+    }
+    rows = list(csv.reader(io.StringIO(records_to_csv([record]))))
+    assert rows[0] == [
+        "upn",
+        "note",
+        "trend_since",
+        "late_before_close +Autumn",
+        "late_after_close +Autumn",
+        "sessions L",
+    ]
+    assert rows[1] == ['\'=HYPERLINK("http://x")', "'@SUM(A1)", "-2.5", "1", "0", "1"]
