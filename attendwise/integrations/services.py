@@ -32,7 +32,7 @@ from attendwise.attendance.models import Contact, Pupil
 from attendwise.integrations import csv_import, ctf
 from attendwise.integrations.models import CsvMapping, RunStatus, SyncFingerprint, SyncRejection, SyncRun
 from attendwise.platform import audit, tenancy
-from attendwise.platform.db import sync_tenant, utcnow
+from attendwise.platform.db import utcnow
 from attendwise.tenants.models import Organisation
 
 STALE_AFTER = dt.timedelta(hours=6)
@@ -87,7 +87,6 @@ def start_run(
     The caller must commit straight away: the committed running row is the lock.
     """
     _require_writer(org_id)
-    _tenant_before_savepoint(session)
     now = utcnow()
     running = session.scalars(
         select(SyncRun).where(SyncRun.org_id == org_id, SyncRun.status == RunStatus.RUNNING)
@@ -114,17 +113,6 @@ def start_run(
         )
         raise SyncInProgress(_in_progress(other)) from None
     return run
-
-
-def _tenant_before_savepoint(session: Session) -> None:
-    """Begin the transaction and set PostgreSQL's tenant in it before a savepoint is opened.
-
-    Set inside the savepoint, the transaction-local setting would be undone by rolling the
-    savepoint back while the session still believed it set; and a transaction that starts with
-    ``begin_nested()`` does not clear the session's record of the previous transaction's setting.
-    """
-    session.connection()
-    sync_tenant(session)
 
 
 def _in_progress(run: SyncRun | None) -> str:
@@ -464,7 +452,6 @@ def _store(session: Session, org_id: int, batch: Batch, *, source: str) -> tuple
             for row, (mark, where) in enumerate((m for m in batch.marks if m[0].upn not in excluded), start=1)
         }
         outcome = Outcome()
-        _tenant_before_savepoint(session)
         savepoint = session.begin_nested()
         step = "pupils"
         try:

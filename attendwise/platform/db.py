@@ -151,6 +151,13 @@ def _on_after_begin(session: Session, _transaction: Any, _connection: Connection
     session.info.pop("aw_tenant_guc", None)
 
 
+def _on_after_transaction_end(session: Session, _transaction: Any) -> None:
+    # The setting is transaction-local: after COMMIT, ROLLBACK or a savepoint's rollback it is
+    # gone (or may be), so the next statement must set it again. after_begin alone is too late:
+    # it fires when the next statement begins the transaction, after the check was skipped.
+    session.info.pop("aw_tenant_guc", None)
+
+
 def _guc_values(ctx: tenancy.TenantContext | None) -> tuple[str, str]:
     if ctx is None:
         return "", ""
@@ -184,6 +191,7 @@ def install_session_events(session_class: type[Session] | sessionmaker[Session])
     event.listen(session_class, "do_orm_execute", _on_orm_execute)
     event.listen(session_class, "before_flush", _on_before_flush)
     event.listen(session_class, "after_begin", _on_after_begin)
+    event.listen(session_class, "after_transaction_end", _on_after_transaction_end)
 
 
 class AttendwiseSession(Session):

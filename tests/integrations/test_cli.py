@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -10,6 +11,10 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from attendwise.attendance.calendar import SchoolCalendar
+from tests.conftest import APP_ROLE, USE_POSTGRES, create_pg_database, drop_pg_database, pg_url
 from tests.integrations import ctf_generator as gen
 
 ATTENDWISE = str(Path(sys.executable).with_name("attendwise"))
@@ -142,51 +147,67 @@ def test_csv_marks_dry_run_through_a_column_mapping(tmp_path: Path) -> None:
     assert locations == ["row 5, column mark", f"rows of UPN {upns[1]}"]
 
 
-def test_import_into_a_school_then_again_changes_nothing(tmp_path: Path) -> None:
-    setup = textwrap.dedent(
-        """\
-        from attendwise.platform import tenancy
-        from attendwise.platform.app import create_app
-        from attendwise.platform.cli import upgrade_database
-        from attendwise.platform.db import db
-        from attendwise.tenants import services
-        from attendwise.tenants.models import OrgKind
-        app = create_app()
-        with app.app_context():
-            upgrade_database()
-            session = db.session()
-            with tenancy.system_context("test setup"):
-                la = services.create_organisation(session, kind=OrgKind.LA, name="Dorset", la_code="835")
-                services.create_organisation(
-                    session, kind=OrgKind.SCHOOL, name="Test School", urn="113470", laestab="8352001", la=la
-                )
-            session.commit()
-        """
-    )
-    env = {**os.environ, "ATTENDWISE_DATA_DIR": str(tmp_path)}
-    subprocess.run([sys.executable, "-c", setup], env=env, check=True, timeout=240, capture_output=True)
-    from attendwise.attendance.calendar import SchoolCalendar
+SETUP = textwrap.dedent(
+    """\
+    from attendwise.platform import tenancy
+    from attendwise.platform.app import create_app
+    from attendwise.platform.cli import upgrade_database
+    from attendwise.platform.db import db
+    from attendwise.tenants import services
+    from attendwise.tenants.models import OrgKind
+    app = create_app()
+    with app.app_context():
+        upgrade_database()
+        session = db.session()
+        with tenancy.system_context("test setup"):
+            la = services.create_organisation(session, kind=OrgKind.LA, name="Dorset", la_code="835")
+            services.create_organisation(
+                session, kind=OrgKind.SCHOOL, name="Test School", urn="113470", laestab="8352001", la=la
+            )
+        session.commit()
+    """
+)
 
+
+def import_twice(tmp_path: Path, env: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Create a database with one school, then run the real import command twice on one file."""
+    env = {**os.environ, "ATTENDWISE_DATA_DIR": str(tmp_path), **env}
+    subprocess.run([sys.executable, "-c", SETUP], env=env, check=True, timeout=240, capture_output=True)
     calendar = SchoolCalendar.england_default(2025)
-    start, end = gen.dt.date(2025, 9, 1), gen.dt.date(2025, 10, 17)
-    closed = [
-        d for d in (start + gen.dt.timedelta(days=i) for i in range(47)) if not calendar.is_school_day(d)
-    ]
+    start, end = dt.date(2025, 9, 1), dt.date(2025, 10, 17)
+    closed = [d for d in (start + dt.timedelta(days=i) for i in range(47)) if not calendar.is_school_day(d)]
     path = gen.write(
         tmp_path / "school.xml", gen.random_pupils(5, seed=23, start=start, end=end, closed=closed)
     )
+    command = [ATTENDWISE, "import", "ctf", str(path), "--school", "113470", "--format", "json"]
+    results = []
+    for _ in range(2):
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=240, check=False)
+        assert done.returncode == 0, done.stderr
+        results.append(json.loads(done.stdout))
+    return results[0], results[1]
 
-    first = attendwise(
-        "import", "ctf", str(path), "--school", "113470", "--format", "json", data_dir=tmp_path
-    )
-    second = attendwise(
-        "import", "ctf", str(path), "--school", "113470", "--format", "json", data_dir=tmp_path
-    )
 
-    assert first.returncode == 0, first.stderr
-    assert second.returncode == 0, second.stderr
-    one, two = json.loads(first.stdout), json.loads(second.stdout)
+def check_second_changes_nothing(one: dict[str, Any], two: dict[str, Any]) -> None:
     assert one["detail"]["pupils"]["created"] == 5
     assert one["status"] == two["status"] == "succeeded"
     assert (two["created"], two["updated"], two["rejected"]) == (0, 0, 0)
     assert two["unchanged"] == one["created"]
+
+
+def test_import_into_a_school_then_again_changes_nothing(tmp_path: Path) -> None:
+    check_second_changes_nothing(*import_twice(tmp_path, {}))
+
+
+@pytest.mark.skipif(not USE_POSTGRES, reason="runs when the suite uses PostgreSQL")
+def test_import_on_postgresql_as_the_application_role(tmp_path: Path) -> None:
+    name = f"attendwise_cli_import_{os.getpid()}"
+    create_pg_database(name)
+    try:
+        env = {
+            "ATTENDWISE_DATABASE_URL": pg_url(name, APP_ROLE),
+            "ATTENDWISE_MIGRATION_DATABASE_URL": pg_url(name),
+        }
+        check_second_changes_nothing(*import_twice(tmp_path, env))
+    finally:
+        drop_pg_database(name)
