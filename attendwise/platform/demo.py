@@ -122,7 +122,10 @@ def demo_command(port: int, no_serve: bool) -> None:
     width = max(len(e) for e, _r, _o in demo.users)
     for email, role_key, org in demo.users:
         click.echo(f"  {email.ljust(width)}  {role_key:<28} {org}")
-    click.echo("")
+    click.echo(
+        "\nLA and platform admin accounts require two-factor authentication: at first sign-in, scan the"
+        "\nQR code with any authenticator app (or type the key shown) and save the recovery codes.\n"
+    )
     if no_serve:
         return
     from werkzeug.serving import run_simple
