@@ -270,7 +270,9 @@ def _day(value: np.datetime64) -> str:
 #        unauthorised (every one unauthorised).
 #  DAY:  whether every possible session is unauthorised, or the day has a possible session and
 #        is not (which ends a run of unauthorised days).
-F_ATTENDED, F_POSSIBLE, F_PENALTY, F_SLASH, F_DAY_UNAUTH, F_DAY_POSSIBLE, F_DAY_MISSED, F_DAY_ILL = range(8)
+_F_ATTENDED, _F_POSSIBLE, _F_PENALTY, _F_SLASH, _F_DAY_UNAUTH, _F_DAY_POSSIBLE, _F_DAY_MISSED, _F_DAY_ILL = (
+    range(8)
+)
 _SHIFTS = np.arange(0, 32, 4, dtype=np.uint32)
 _DAY_UNAUTH, _DAY_BREAK = 1, 2
 _SLASH, _BACKSLASH = CODE_INDEX["/"], CODE_INDEX["\\"]
@@ -299,14 +301,14 @@ def _luts(table_key: tuple[tuple[str, str], ...]) -> tuple[np.ndarray, np.ndarra
     any_possible = n_possible > 0
     all_unauth = any_possible & (both(unauth) == n_possible)
     fields = {
-        F_ATTENDED: both(attended),
-        F_POSSIBLE: n_possible,
-        F_PENALTY: both(pn),
-        F_SLASH: both(byte == _SLASH),
-        F_DAY_UNAUTH: all_unauth,
-        F_DAY_POSSIBLE: any_possible,
-        F_DAY_MISSED: any_possible & (both(absent) == n_possible),
-        F_DAY_ILL: any_possible & (both(ill) == n_possible),
+        _F_ATTENDED: both(attended),
+        _F_POSSIBLE: n_possible,
+        _F_PENALTY: both(pn),
+        _F_SLASH: both(byte == _SLASH),
+        _F_DAY_UNAUTH: all_unauth,
+        _F_DAY_POSSIBLE: any_possible,
+        _F_DAY_MISSED: any_possible & (both(absent) == n_possible),
+        _F_DAY_ILL: any_possible & (both(ill) == n_possible),
     }
     week = np.zeros(65536, dtype=np.int64)
     for which, values in fields.items():
@@ -460,8 +462,8 @@ def compute(
         )
         # "/" and "\\" are verified PRESENT, so "\\" is what attended leaves unexplained
         rare_attended = (counts @ class_onehot)[:, [present_col, approved_col]].sum(axis=1)
-        counts[:, _SLASH] = weekly.total(F_SLASH)
-        counts[:, _BACKSLASH] = weekly.total(F_ATTENDED) - counts[:, _SLASH] - rare_attended
+        counts[:, _SLASH] = weekly.total(_F_SLASH)
+        counts[:, _BACKSLASH] = weekly.total(_F_ATTENDED) - counts[:, _SLASH] - rare_attended
         classes = counts @ class_onehot
         code_counts[rows] = counts[:, :NCODES]
         out["present"][rows] = classes[:, StatClass.PRESENT.number - 1]
@@ -495,10 +497,10 @@ def compute(
         trend_last[rows] = weekly.trend_last(attended, possible, trend_weeks)
         if since_day is not None:
             trend_since_out[rows] = weekly.trend_since(attended, possible, since_day)
-        out["days_possible"][rows] = weekly.total(F_DAY_POSSIBLE)
-        out["days_missed"][rows] = weekly.total(F_DAY_MISSED)
-        out["days_ill"][rows] = weekly.total(F_DAY_ILL)
-        _unauthorised_runs(pairs, day_lut, weekly.total(F_DAY_UNAUTH) > 0, rows, out)
+        out["days_possible"][rows] = weekly.total(_F_DAY_POSSIBLE)
+        out["days_missed"][rows] = weekly.total(_F_DAY_MISSED)
+        out["days_ill"][rows] = weekly.total(_F_DAY_ILL)
+        _unauthorised_runs(pairs, day_lut, weekly.total(_F_DAY_UNAUTH) > 0, rows, out)
 
     blocks = []
     for g_start, g_end in zip(group_starts, group_ends, strict=True):
@@ -565,7 +567,7 @@ class _Weekly:
         return _field_sum(self.weeks, which)
 
     def window_sums(self) -> np.ndarray:
-        pn = ((self.weeks[:, self.school_weeks] >> _SHIFTS[F_PENALTY]) & 0xF).astype(np.int32)
+        pn = ((self.weeks[:, self.school_weeks] >> _SHIFTS[_F_PENALTY]) & 0xF).astype(np.int32)
         cs = np.zeros((pn.shape[0], self.nweeks + 1), dtype=np.int32)
         np.cumsum(pn, axis=1, out=cs[:, 1:])
         width = min(PN_WINDOW_WEEKS, self.nweeks)
@@ -583,11 +585,11 @@ class _Weekly:
         if n <= 0 or self.nweeks <= n:
             return np.full(len(possible), np.nan)
         before = self.weeks[:, : int(self.school_weeks[self.nweeks - n])]
-        return _trend(attended, possible, _field_sum(before, F_ATTENDED), _field_sum(before, F_POSSIBLE))
+        return _trend(attended, possible, _field_sum(before, _F_ATTENDED), _field_sum(before, _F_POSSIBLE))
 
     def trend_since(self, attended: np.ndarray, possible: np.ndarray, since_day: int) -> np.ndarray:
         before = self.packed[:, : int(np.searchsorted(self.used, since_day))]
-        return _trend(attended, possible, _field_sum(before, F_ATTENDED), _field_sum(before, F_POSSIBLE))
+        return _trend(attended, possible, _field_sum(before, _F_ATTENDED), _field_sum(before, _F_POSSIBLE))
 
 
 def _field_sum(packed: np.ndarray, which: int) -> np.ndarray:
