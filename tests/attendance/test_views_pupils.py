@@ -176,3 +176,34 @@ def test_an_earlier_academic_year_can_be_chosen(client, login, make_user, db_ses
     assert "academic year 2025/26" in page
     assert 'title="AM: O' in page
     assert "2026/27</a>" in page
+
+
+def test_a_new_school_and_a_pupil_without_marks_still_render(
+    client, login, make_user, db_session, make_school
+):
+    school = make_school()
+    login(make_user(school, "school_staff"))
+    empty = client.get("/pupils")
+    with tenancy.tenant_context(school.id):
+        services.upsert_pupils(db_session, school.id, [pupil(1, surname="Newcomer")])
+        new_id = db_session.scalar(select(Pupil.id))
+    page = client.get(f"/pupils/{new_id}")
+    assert empty.status_code == 200
+    assert "0 pupils" in _body(empty)
+    assert page.status_code == 200
+    assert "No mark has changed" in _body(page)
+    assert "\u2013" in _body(page).split('data-testid="headline"')[1][:400]  # no attendance % yet
+
+
+def test_pupils_are_paged_fifty_at_a_time(client, login, make_user, db_session, make_school):
+    school = make_school()
+    with tenancy.tenant_context(school.id):
+        services.upsert_pupils(db_session, school.id, [pupil(n, surname=f"S{n:03d}") for n in range(1, 56)])
+    login(make_user(school, "school_staff"))
+    first = _body(client.get("/pupils"))
+    second = _body(client.get("/pupils?page=2"))
+    assert "55 pupils, page 1 of 2" in " ".join(first.split())
+    assert "S050" in first
+    assert "S051" not in first
+    assert second.count("S05") == 5  # S051..S055
+    assert 'rel="next"' in first
