@@ -28,14 +28,14 @@ from flask import (
     session,
     url_for,
 )
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from werkzeug.exceptions import TooManyRequests
 
 from attendwise.platform import audit, auth, crypto, jobs, mfa, password_reset, tenancy, throttle
 from attendwise.platform.db import db, utcnow
 from attendwise.platform.models import PasswordResetToken
 from attendwise.platform.passwords import hash_password, needs_rehash, password_problem, verify_password
-from attendwise.platform.sessions import revoke_user_sessions
+from attendwise.platform.sessions import WebSession, revoke_user_sessions
 from attendwise.tenants.models import ApiToken, Identity, Organisation, User
 from attendwise.tenants.roles import ROLES, Perm
 
@@ -446,8 +446,36 @@ def settings() -> Any:
         tokens=tokens,
         org_names=org_names,
         can_tokens=principal.can(Perm.API_TOKENS),
+        other_sessions=_other_session_count(user),
         now=utcnow(),
     )
+
+
+def _other_session_count(user: User) -> int:
+    """The user's live sessions other than this one (other browsers and devices)."""
+    now = utcnow()
+    idle = dt.timedelta(minutes=current_app.config["SESSION_IDLE_MINUTES"])
+    query = select(func.count(WebSession.id)).where(
+        WebSession.user_id == user.id,
+        WebSession.revoked_at.is_(None),
+        WebSession.expires_at > now,
+        WebSession.last_seen_at > now - idle,
+    )
+    token = getattr(session, "token", None)
+    if token:
+        query = query.where(WebSession.id != hashlib.sha256(token.encode()).hexdigest())
+    return db.session.scalar(query) or 0
+
+
+@account_bp.post("/sessions/end-others")
+@auth.login_required
+def end_other_sessions() -> Any:
+    user = _me()
+    revoke_user_sessions(user.id)
+    session.regenerate()  # type: ignore[attr-defined]
+    _log_auth("sessions.ended_others", user_id=user.id)
+    flash("You have been signed out on every other browser and device.", "success")
+    return redirect(url_for("account.settings"))
 
 
 def _current_password_ok(user: User) -> Response | bool:

@@ -16,8 +16,8 @@ from attendwise.platform.config import Settings
 from attendwise.platform.db import utcnow
 from attendwise.platform.sessions import WebSession, revoke_user_sessions
 from attendwise.tenants.models import Organisation, User
-from tests.conftest import csrf_token
-from tests.platform.account_fixtures import session_cookie
+from tests.conftest import TEST_PASSWORD, FreshGlobalsClient, csrf_token
+from tests.platform.account_fixtures import page_csrf, session_cookie
 
 HOST = "attendwise.test"
 
@@ -170,3 +170,24 @@ def test_production_cookie_is_secure_and_host_only(
     for flag in ("Secure", "HttpOnly", "SameSite=Lax", "Path=/"):
         assert flag in cookie
     assert "Domain" not in cookie
+
+
+def test_the_account_page_signs_out_every_other_browser(
+    app: Flask, client: FlaskClient, login: Callable[..., Any], officer: User
+) -> None:
+    other = FreshGlobalsClient(app, app.response_class, use_cookies=True)
+    login(officer)
+    assert "signed in only here" in client.get("/account").get_data(as_text=True)
+    page = other.get("/auth/login").get_data(as_text=True)
+    other.post(
+        "/auth/login",
+        data={"email": officer.email, "password": TEST_PASSWORD, "csrf_token": page_csrf(page)},
+    )
+    assert other.get("/").status_code == 200
+    account = client.get("/account").get_data(as_text=True)
+    assert "also signed in on 1 other browser or device" in account
+    ended = client.post("/account/sessions/end-others", data={"csrf_token": page_csrf(account)})
+    assert ended.status_code == 302
+    assert client.get("/").status_code == 200
+    assert other.get("/").status_code == 302
+    assert "signed in only here" in client.get("/account").get_data(as_text=True)
