@@ -641,7 +641,7 @@ def _audit_token(token: ApiToken, action: str) -> None:
     """Tokens reach an organisation's data, so their creation and revocation go in its audit log."""
     with tenancy.tenant_context(token.org_id):
         audit.record(
-            db.session,
+            db.session(),
             org_id=token.org_id,
             action=action,
             object_type="api_token",
