@@ -162,7 +162,7 @@ def random_pupils(
         surname = rng.choice(surnames)
         pupils.append(
             GenPupil(
-                upn=make_upn(la, estab, 20 + n % 6, n + 1),
+                upn=make_upn(la, estab, 20 + n % 6 + 6 * (n // 999), n % 999 + 1),
                 surname=surname,
                 forename=rng.choice(forenames),
                 dob=(dt.date(2015, 9, 1) + dt.timedelta(days=rng.randrange(0, 365))).isoformat(),
