@@ -56,7 +56,7 @@ def _policies(preset: str | None, policy_path: str | None) -> tuple[list[documen
     path, _, version = policy_path.partition("@") if not Path(policy_path).exists() else (policy_path, "", "")
     policies = _load_policy_file(path)
     try:
-        return policies, simulate._pin(policies, version, f"policy {path}")
+        return policies, simulate.pin_version(policies, version, f"policy {path}")
     except simulate.SimulationError as exc:
         _fail(exc.problems)
     raise AssertionError("unreachable")
@@ -146,8 +146,8 @@ def _one_version(spec: str) -> document.Policy:
     else:
         path, _, version = spec.rpartition("@")
         policies = _load_policy_file(path or spec)
-        pinned = simulate._pin(policies, version, f"policy {path}")
-    return simulate.version_on(policies, dt.date.max, pinned)
+        pinned = simulate.pin_version(policies, version, f"policy {path}")
+    return versions.version_on(policies, dt.date.max, pinned)
 
 
 @policy.command("simulate")

@@ -471,7 +471,8 @@ class _Messages:
             parts.append(f"threshold `{path[1]}`")
             rest = path[2:]
         elif path and isinstance(path[0], str):
-            parts.append(f"`{path[0]}`") if len(path) > 1 else None
+            if len(path) > 1:
+                parts.append(f"`{path[0]}`")
             rest = path[1:]
         else:
             rest = path

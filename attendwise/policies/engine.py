@@ -198,6 +198,7 @@ class Facts:
     window: Callable[[str], PupilMetrics] | None = None
     """Metrics over another named window (half_term, term, last_N_weeks), computed on demand."""
     _cache: dict[Any, np.ndarray] = field(default_factory=dict, repr=False)
+    _windows: dict[str, PupilMetrics] = field(default_factory=dict, repr=False)
 
     @property
     def n(self) -> int:
@@ -276,10 +277,9 @@ class Facts:
         """Metrics over another window, computed once per day however many conditions use it."""
         if self.window is None:
             raise ValueError(f"no metrics are available for the window {name!r}")
-        key = ("window", name)
-        if key not in self._cache:
-            self._cache[key] = self.window(name)  # type: ignore[assignment]
-        return self._cache[key]  # type: ignore[return-value]
+        if name not in self._windows:
+            self._windows[name] = self.window(name)
+        return self._windows[name]
 
     def latest_event(self, name: str) -> np.ndarray:
         """Per pupil, the latest day (ordinal) ``name`` was recorded on or before today; 0 if never."""

@@ -49,6 +49,7 @@ from attendwise.policies.engine import (
     half_term_columns,
 )
 from attendwise.policies.schema import EVENTS
+from attendwise.policies.versions import version_on
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 CLI_EVENTS = tuple(e for e in EVENTS if e != "slt_decision")
@@ -77,10 +78,10 @@ def load_preset(spec: str) -> tuple[list[Policy], int | None]:
     """``NAME`` or ``NAME@VERSION``: the preset's versions and the pinned version number, if any."""
     name, _, version = spec.partition("@")
     policies = document.load(preset_text(name))
-    return policies, _pin(policies, version, f"preset {name}")
+    return policies, pin_version(policies, version, f"preset {name}")
 
 
-def _pin(policies: Sequence[Policy], version: str, what: str) -> int | None:
+def pin_version(policies: Sequence[Policy], version: str, what: str) -> int | None:
     if not version:
         return None
     numbers = [p.version for p in policies]
@@ -89,14 +90,6 @@ def _pin(policies: Sequence[Policy], version: str, what: str) -> int | None:
             [f"{what} has no version {version!r}; versions: {', '.join(str(n) for n in numbers)}"]
         )
     return int(version)
-
-
-def version_on(policies: Sequence[Policy], day: dt.date, pinned: int | None = None) -> Policy:
-    """The version in effect on ``day`` (the earliest version before any took effect)."""
-    if pinned is not None:
-        return next(p for p in policies if p.version == pinned)
-    effective = [p for p in policies if p.effective_from <= day]
-    return effective[-1] if effective else policies[0]
 
 
 # --------------------------------------------------------------------------- events file

@@ -7,6 +7,7 @@ care about, one sentence each, stage by stage.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator, Sequence
 
 from attendwise.policies.document import (
@@ -50,9 +51,12 @@ _FLAGS = {
 }
 
 
-def in_effect(policies: Sequence[Policy], day: object) -> Policy:
-    """The version in effect on ``day`` (the first version before any took effect)."""
-    effective = [p for p in policies if p.effective_from <= day]  # type: ignore[operator]
+def version_on(policies: Sequence[Policy], day: dt.date, pinned: int | None = None) -> Policy:
+    """The version in effect on ``day`` (the earliest version before any took effect), or the
+    ``pinned`` version number."""
+    if pinned is not None:
+        return next(p for p in policies if p.version == pinned)
+    effective = [p for p in policies if p.effective_from <= day]
     return effective[-1] if effective else policies[0]
 
 

@@ -8,7 +8,7 @@ The pupil below misses the morning session of every school day: 3 sessions in th
 from __future__ import annotations
 
 from attendwise.policies import simulate
-from attendwise.policies.versions import diff
+from attendwise.policies.versions import diff, version_on
 from tests.policies.helpers import d, present, replay, upn
 
 MORNINGS = upn(11)
@@ -80,8 +80,8 @@ def test_the_version_in_effect_is_used_and_recorded() -> None:
     policies, pinned = simulate.load_preset("dormston")
     assert pinned is None
     assert [p.version for p in policies] == [1, 2]
-    assert simulate.version_on(policies, d("2023-10-01")).version == 1
-    assert simulate.version_on(policies, d("2025-10-01")).version == 2
+    assert version_on(policies, d("2023-10-01")).version == 1
+    assert version_on(policies, d("2025-10-01")).version == 2
     out = replay("dormston", {MORNINGS: misses_mornings}, "2025-09-01", "2025-09-19")
     assert {t.policy for t in out.pupils[MORNINGS].transitions} == {"dormston@2"}
 
