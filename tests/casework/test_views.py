@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from attendwise.casework import services
 from attendwise.casework.jobs import evaluate_on
 from attendwise.casework.models import Case, CaseStatus, ContactLog, Meeting, Task, TaskKind, TimelineEntry
 from attendwise.platform import tenancy
@@ -274,3 +275,76 @@ def test_recording_a_meeting_missed_moves_the_case_when_the_policy_says_so(
     shown = client.get(page).get_data(as_text=True)
     assert "Stage 3: TAC meeting" in shown
     assert "the stage 2 meeting was missed" in shown
+
+
+def test_a_court_warning_waits_for_the_champion_who_approves_or_declines_with_a_reason(
+    client: FlaskClient,
+    db_session: Session,
+    login: Callable[..., Any],
+    make_user: Callable[..., User],
+    casework_school: Callable[..., CaseworkSchool],
+) -> None:
+    built = casework_school(pupils=6, absent_pupils=2)
+    school = built.school
+    with tenancy.tenant_context(school.id):
+        for friday in (*FRIDAYS, dt.date(2026, 10, 9)):
+            evaluate_on(db_session, school.id, friday)
+        cases = db_session.scalars(select(Case).where(Case.status == CaseStatus.OPEN).order_by(Case.id)).all()
+        for case, day in ((c, d) for c in cases for d in (dt.date(2026, 11, 16), dt.date(2026, 11, 17))):
+            services.record_event(db_session, case, "meeting_missed", day)
+        evaluate_on(db_session, school.id, dt.date(2026, 11, 16))
+        evaluate_on(db_session, school.id, dt.date(2026, 11, 17))
+        proposals = db_session.scalars(
+            select(Task).where(Task.needs_signoff.is_(True)).order_by(Task.case_id)
+        ).all()
+        assert [c.stage for c in cases] == [3, 3]
+        assert len(proposals) == 2
+        assert all(p.waiting_for_signoff for p in proposals)
+        assert all(p.signoff_role == "senior_attendance_champion" for p in proposals)
+        task_ids = [p.id for p in proposals]
+        case_ids = [c.id for c in cases]
+
+    officer = make_user(school, "attendance_officer")
+    login(officer)
+    page = f"/cases/{case_ids[0]}"
+    refused = post(client, f"/tasks/{task_ids[0]}/signoff", {"decision": "approve"}, page)
+    assert refused.status_code == 403
+
+    login(make_user(school, "senior_attendance_champion"))
+    listed = client.get("/worklist?scope=mine").get_data(as_text=True)
+    assert listed.count("Sign off: move to stage 4") == 2
+    no_reason = post(client, f"/tasks/{task_ids[1]}/signoff", {"decision": "decline", "reason": ""}, page)
+    assert no_reason.status_code == 400
+    assert "give a reason for declining" in no_reason.get_data(as_text=True)
+    approved = post(
+        client,
+        f"/tasks/{task_ids[0]}/signoff",
+        {"decision": "approve", "reason": "Support refused twice"},
+        page,
+    )
+    declined = post(
+        client,
+        f"/tasks/{task_ids[1]}/signoff",
+        {"decision": "decline", "reason": "Family worker started this week"},
+        f"/cases/{case_ids[1]}",
+    )
+    assert approved.status_code == 302
+    assert declined.status_code == 302
+    db_session.expire_all()
+    with tenancy.tenant_context(school.id):
+        moved, kept = (db_session.get(Case, c) for c in case_ids)
+        referral = db_session.scalars(
+            select(Task).where(
+                Task.case_id == cases[0].id, Task.kind == TaskKind.REFERRAL, Task.needs_signoff.is_(False)
+            )
+        ).all()
+        again = evaluate_on(db_session, school.id, dt.date(2026, 11, 17))
+        assert moved is not None
+        assert kept is not None
+        assert (moved.stage, kept.stage) == (4, 3)
+        assert [c.source.value for c in moved.stage_changes][-1] == "person"
+    assert len(referral) == 1
+    assert again.tasks_created == 0
+    shown = client.get(f"/cases/{case_ids[1]}").get_data(as_text=True)
+    assert "Declined: Sign off: move to stage 4" in shown
+    assert "Family worker started this week" in shown
