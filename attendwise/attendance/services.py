@@ -585,6 +585,30 @@ def school_calendar(session: Session, org_id: int, academic_year: int) -> School
     )
 
 
+def has_own_calendar(session: Session, org_id: int, academic_year: int) -> bool:
+    """Whether the school has set its half-terms for the year (otherwise the England default applies)."""
+    found = session.scalar(
+        select(SchoolHalfTerm.id)
+        .where(SchoolHalfTerm.org_id == org_id, SchoolHalfTerm.academic_year == academic_year)
+        .limit(1)
+    )
+    return found is not None
+
+
+def school_closures(session: Session, org_id: int, academic_year: int) -> list[SchoolClosure]:
+    return list(
+        session.scalars(
+            select(SchoolClosure)
+            .where(
+                SchoolClosure.org_id == org_id,
+                SchoolClosure.date >= academic_year_start(academic_year),
+                SchoolClosure.date <= academic_year_end(academic_year),
+            )
+            .order_by(SchoolClosure.date)
+        )
+    )
+
+
 # ---- marks ----------------------------------------------------------------------------------
 
 

@@ -7,9 +7,15 @@ import datetime as dt
 import io
 from typing import Any
 
-from flask import Blueprint, Flask, Response, abort, render_template, request, url_for
+from flask import Blueprint, Flask, Response, abort, flash, redirect, render_template, request, url_for
 
-from attendwise.attendance import queries
+from attendwise.attendance import queries, services
+from attendwise.attendance.calendar import (
+    CalendarError,
+    SchoolCalendar,
+    academic_year_label,
+    academic_year_of,
+)
 from attendwise.platform.auth import current_principal, require_perm
 from attendwise.platform.db import db
 from attendwise.platform.web import register_nav
@@ -129,9 +135,80 @@ def pupil_page(pupil_id: int) -> Any:
     return render_template("attendance/pupil.html", page=page, pupil=pupil, back_url=back_url)
 
 
+@bp.get("/calendar")
+@require_perm(Perm.PUPILS_READ)
+def school_calendar() -> Any:
+    org_id = _school_id()
+    year = queries.PupilFilters.from_args(request.args).academic_year or academic_year_of(queries.today())
+    return _calendar_page(org_id, year, form=None, errors={})
+
+
+@bp.post("/calendar")
+@require_perm(Perm.ORG_SETTINGS)
+def save_school_calendar() -> Any:
+    org_id = _school_id()
+    form = request.form
+    try:
+        year = int(form.get("year", ""))
+    except ValueError:
+        abort(400)
+    errors: dict[str, str] = {}
+    half_terms: list[services.HalfTermRecord] = []
+    closures: list[services.ClosureRecord] = []
+    try:
+        parsed = SchoolCalendar.from_csv(form.get("half_terms", ""))
+        half_terms = [services.HalfTermRecord(h.name, h.start, h.end) for h in parsed.half_terms]
+    except CalendarError as exc:
+        errors["half_terms"] = str(exc).replace("calendar file", "Half-terms")
+    for number, line in enumerate(form.get("closures", "").splitlines(), 1):
+        if not line.strip():
+            continue
+        day, _, description = (part.strip() for part in line.partition(","))
+        kind = "closure" if description.lower().startswith("closure") else "inset"
+        try:
+            closures.append(services.ClosureRecord(dt.date.fromisoformat(day), kind, description))
+        except ValueError:
+            errors.setdefault("closures", f"Line {number}: {day!r} is not a date like 2026-09-01")
+    if not errors:
+        try:
+            services.set_school_calendar(db.session(), org_id, year, half_terms, closures)
+        except services.BatchRejected as exc:
+            errors["half_terms"] = "; ".join(e.reason for e in exc.errors)
+    if errors:
+        return _calendar_page(org_id, year, form=form, errors=errors), 400
+    flash(f"The {academic_year_label(year)} calendar is saved.", "success")
+    return redirect(url_for(".school_calendar", year=year))
+
+
+def _calendar_page(org_id: int, year: int, *, form: Any, errors: dict[str, str]) -> str:
+    session = db.session()
+    calendar = services.school_calendar(session, org_id, year)
+    closures = services.school_closures(session, org_id, year)
+    principal = current_principal()
+    days = calendar.school_days(calendar.start, calendar.end)
+    return render_template(
+        "attendance/calendar.html",
+        calendar=calendar,
+        year=year,
+        year_label=academic_year_label(year),
+        own=services.has_own_calendar(session, org_id, year),
+        closures=closures,
+        school_days=len(days),
+        school_weeks=len(calendar.school_weeks(calendar.start, calendar.end)),
+        bank_holidays=sorted(d for d in calendar.bank_holidays if calendar.contains(d) and d.weekday() < 5),
+        can_edit=principal is not None and principal.can(Perm.ORG_SETTINGS),
+        half_terms_text=form.get("half_terms") if form else calendar.to_csv(),
+        closures_text=form.get("closures")
+        if form
+        else "\n".join(f"{c.date.isoformat()}, {c.description}" for c in closures),
+        errors=errors,
+    )
+
+
 def register(app: Flask) -> None:
     app.register_blueprint(bp)
     register_nav(endpoint="attendance.pupil_list", label="Pupils", perm=Perm.PUPILS_READ, order=10)
+    register_nav(endpoint="attendance.school_calendar", label="Calendar", perm=Perm.PUPILS_READ, order=80)
     app.jinja_env.filters["aw_pct"] = _pct_filter
     app.jinja_env.filters["att_date"] = _date_filter
 

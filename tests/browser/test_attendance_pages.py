@@ -105,3 +105,21 @@ def test_pupil_list_and_page_in_a_browser(
     expect(page.get_by_test_id("changes-table")).to_contain_text("N")
     expect(page.get_by_test_id("siblings-table")).to_contain_text("Pupil2 Okafor")
     assert_accessible(page)
+
+
+def test_school_calendar_page_and_its_errors_are_accessible(
+    page: Any,
+    live_server: Any,
+    sign_in: Callable[..., None],
+    assert_accessible: Callable[[Any], None],
+) -> None:
+    school = live_server.make_school(name=f"Hazel Primary {live_server.next_id()}")
+    admin = live_server.make_user([(school, "school_admin")], display_name="Ash Admin")
+    sign_in(admin)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Calendar").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("School calendar 2026/27")
+    assert_accessible(page)
+    page.get_by_label("Half-terms").fill("name,start,end\nAutumn 1,2026-09-03,2026-08-01\n")
+    page.get_by_role("button", name="Save calendar").click()
+    expect(page.get_by_role("alert")).to_contain_text("There is a problem")
+    assert_accessible(page)
