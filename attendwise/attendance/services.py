@@ -68,11 +68,15 @@ class RowError:
 
 
 class BatchRejected(ValueError):
-    """A batch with at least one bad row: nothing from it was stored."""
+    """A batch with at least one bad row: nothing from it was stored.
+
+    ``errors`` lists every problem with its row; ``counts.rejected`` is the number of bad rows.
+    """
 
     def __init__(self, what: str, errors: Sequence[RowError], rows: int) -> None:
         self.errors = list(errors)
         self.rows = rows
+        self.counts = Counts(rejected=len({e.row for e in self.errors}))
         shown = "; ".join(str(e) for e in self.errors[:20])
         more = f" (and {len(self.errors) - 20} more)" if len(self.errors) > 20 else ""
         super().__init__(
@@ -248,6 +252,7 @@ def upsert_pupils(session: Session, org_id: int, records: Sequence[PupilRecord])
 
 
 def _sync_enrolments(pupil: Pupil, records: Iterable[EnrolmentRecord]) -> bool:
+    """Make the pupil's enrolments these; a record without enrolments leaves them as they are."""
     wanted = {e.start_date: (e.leave_date, RegistrationType(e.registration_type)) for e in records}
     if not wanted:
         return False

@@ -114,6 +114,7 @@ def test_a_bad_batch_is_rejected_whole_with_row_numbers_and_reasons(db_session, 
     assert "withdrawn" in reasons[9]
     assert "not an ISO date" in reasons[10]
     assert "nothing stored" in str(caught.value)
+    assert caught.value.counts.rejected == 7
     with tenancy.tenant_context(school.id):
         assert db_session.scalars(select(PupilMarkYear)).all() == []
     assert "marks.store" not in _audit_actions(db_session, school)
