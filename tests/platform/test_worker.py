@@ -1,7 +1,8 @@
 """``attendwise worker`` and ``attendwise scheduler`` as real processes on real Redis.
 
-These run the commands in subprocesses against their own SQLite database (built with the
-real migrations in a temporary directory), Redis db 14 under a unique queue prefix, and, for
+These run the commands in subprocesses against their own database (built with the real
+migrations: SQLite locally, PostgreSQL as the application role in CI), Redis db 14 under a
+unique queue prefix, and, for
 the refusals, a throwaway ``redis-server`` on a free loopback port, so the shared Redis
 configuration is never changed.
 """
@@ -19,13 +20,14 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from redis import Redis
 from rq import Queue
 from rq.job import Job, JobStatus
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session
 
 from attendwise.platform import jobs
@@ -33,6 +35,7 @@ from attendwise.platform.audit import AuditEvent
 from attendwise.platform.db import db, utcnow
 from attendwise.platform.worker import scheduler_command, worker_command
 from attendwise.tenants.models import Invitation, Organisation, OrgKind
+from tests.conftest import APP_ROLE, PG_ADMIN, USE_POSTGRES, _worker_suffix, create_pg_database, pg_url
 
 ROOT = Path(__file__).resolve().parents[2]
 ATTENDWISE = str(Path(sys.executable).with_name("attendwise"))
@@ -57,30 +60,49 @@ def invite(email: str, pause: float = 0.0) -> None:
 # ---- fixtures --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class WorkerDb:
+    owner_url: str  # the migration owner (a superuser on PostgreSQL): for setting up and checking
+    env: dict[str, str]  # what the worker process is given
+
+
 @pytest.fixture(scope="module")
-def worker_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def worker_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerDb]:
+    """A database of the worker's own, migrated by the real command: on PostgreSQL (CI) the
+    worker connects as the application role, so row-level security applies to its jobs."""
     data_dir = tmp_path_factory.mktemp("worker")
+    env = {"ATTENDWISE_DATA_DIR": str(data_dir)}
+    owner = f"sqlite:///{data_dir / 'attendwise.sqlite3'}"
+    name = f"attendwise_worker_{_worker_suffix()}"
+    if USE_POSTGRES:
+        create_pg_database(name)
+        owner = pg_url(name)
+        env |= {
+            "ATTENDWISE_DATABASE_URL": pg_url(name, APP_ROLE),
+            "ATTENDWISE_MIGRATION_DATABASE_URL": owner,
+            "ATTENDWISE_APP_DB_ROLE": APP_ROLE,
+        }
     subprocess.run(
-        [ATTENDWISE, "db", "upgrade"],
-        env={**os.environ, "ATTENDWISE_DATA_DIR": str(data_dir)},
-        check=True,
-        capture_output=True,
-        cwd=ROOT,
+        [ATTENDWISE, "db", "upgrade"], env={**os.environ, **env}, check=True, capture_output=True, cwd=ROOT
     )
-    return data_dir / "attendwise.sqlite3"
+    yield WorkerDb(owner_url=owner, env=env)
+    if USE_POSTGRES:
+        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture
-def env(worker_db: Path) -> Iterator[dict[str, str]]:
+def env(worker_db: WorkerDb) -> Iterator[dict[str, str]]:
     prefix = f"test-{uuid.uuid4().hex[:8]}:"
-    environ = {
-        **os.environ,
-        "ATTENDWISE_DATA_DIR": str(worker_db.parent),
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("ATTENDWISE_")}
+    environ |= {
+        **worker_db.env,
         "ATTENDWISE_REDIS_URL": REDIS_URL,
         "ATTENDWISE_JOBS_QUEUE_PREFIX": prefix,
         "PYTHONPATH": str(ROOT),
     }
-    environ.pop("ATTENDWISE_DATABASE_URL", None)
     yield environ
     conn = Redis.from_url(REDIS_URL)
     for name in jobs.QUEUES:
@@ -95,8 +117,8 @@ def env(worker_db: Path) -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture
-def school_id(worker_db: Path) -> int:
-    engine = create_engine(f"sqlite:///{worker_db}")
+def school_id(worker_db: WorkerDb) -> int:
+    engine = create_engine(worker_db.owner_url)
     with Session(engine) as session:
         la = Organisation(kind=OrgKind.LA, name="LA", la_code=str(uuid.uuid4().int % 900 + 100))
         session.add(la)
@@ -123,8 +145,8 @@ def enqueue_raw(prefix: str, org_id: int, email: str, pause: float = 0.0) -> Job
     )
 
 
-def rows(worker_db: Path, org_id: int) -> tuple[list[str], list[str]]:
-    engine = create_engine(f"sqlite:///{worker_db}")
+def rows(worker_db: WorkerDb, org_id: int) -> tuple[list[str], list[str]]:
+    engine = create_engine(worker_db.owner_url)
     with engine.connect() as conn:
         emails = conn.scalars(select(Invitation.email).where(Invitation.org_id == org_id)).all()
         actors = conn.scalars(
