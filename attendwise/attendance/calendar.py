@@ -275,10 +275,13 @@ class SchoolCalendar:
         return out.getvalue()
 
     def with_marked_days(self, days: Iterable[date], closed: Iterable[date] = ()) -> SchoolCalendar:
-        """This calendar where every day in ``days`` (inside a half-term) is a school day and every
-        day in ``closed`` (e.g. marked ``#`` for everyone) is a planned closure."""
+        """This calendar where every day in ``days`` (inside a half-term) is a school day unless it
+        is an INSET day or planned closure, and every day in ``closed`` (e.g. marked ``#`` for
+        everyone) is a planned closure."""
         closures = self.closures | frozenset(closed)
-        extra = frozenset(d for d in days if d not in closures and not self._weekday_rule(d))
+        extra = frozenset(
+            d for d in days if d not in closures and d not in self.inset_days and not self._weekday_rule(d)
+        )
         return replace(self, extra_days=(self.extra_days - closures) | extra, closures=closures)
 
     # -- queries --------------------------------------------------------------------------------
@@ -353,6 +356,13 @@ class SchoolCalendar:
         self._set(open_days, axis_start, self.extra_days, value=True)
         self._set(open_days, axis_start, self.closures, value=False)
         return open_days & in_calendar
+
+    def markable_mask(self, axis_start: date, ndays: int) -> np.ndarray:
+        """Per day from ``axis_start``: would a mark make it a school day (inside a half-term, not
+        an INSET day or planned closure)."""
+        mask = self.half_term_index(axis_start, ndays) >= 0
+        self._set(mask, axis_start, self.inset_days | self.closures, value=False)
+        return mask
 
     @staticmethod
     def _set(mask: np.ndarray, axis_start: date, days: Iterable[date], *, value: bool) -> None:

@@ -15,9 +15,11 @@ Method (domain sheet §2 and §8):
   integer comparison, no floating point);
 * late before close = L (present); late after close = U (unauthorised absence), also per half-term;
 * penalty-notice window: G, N, O and U sessions in every run of 10 consecutive school weeks —
-  Monday-to-Sunday weeks with at least one school day of the pupil's calendar inside the
-  period — whatever terms or years they cross; with fewer than 10 school weeks the period's
-  school weeks form the one window;
+  Monday-to-Sunday weeks with at least one school day inside the period — whatever terms or
+  years they cross; with fewer than 10 school weeks the period's school weeks form the one
+  window. School days are the pupil's calendar's, plus any day on which a pupil sharing that
+  calendar has a mark other than ``#``, unless the calendar says otherwise (outside every
+  half-term, an INSET day or a planned closure);
 * a pupil's school day, for day counts, is a day with at least one possible session; a day of
   unauthorised absence is one where every possible session is UNAUTHORISED; the consecutive
   run skips days with no possible session and is broken by any other day;
@@ -34,7 +36,7 @@ blocks of rows that share a calendar, never looping over marks in Python.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from functools import cache
 from typing import Any
@@ -276,6 +278,9 @@ _F_ATTENDED, _F_POSSIBLE, _F_PENALTY, _F_SLASH, _F_DAY_UNAUTH, _F_DAY_POSSIBLE, 
 _SHIFTS = np.arange(0, 32, 4, dtype=np.uint32)
 _DAY_UNAUTH, _DAY_BREAK = 1, 2
 _SLASH, _BACKSLASH = CODE_INDEX["/"], CODE_INDEX["\\"]
+_REAL_MARK = ~np.isin(np.arange(65536) & 0xFF, [0, CODE_INDEX[codes_mod.PLANNED_CLOSURE]]) | ~np.isin(
+    np.arange(65536) >> 8, [0, CODE_INDEX[codes_mod.PLANNED_CLOSURE]]
+)
 _COMMON = max(_SLASH, _BACKSLASH)  # bytes 0, 1, 2 (none, "/", "\\") come from WEEK; the rest: bincount
 
 
@@ -333,6 +338,8 @@ class _Geometry:
     ndays: int
     week_starts: np.ndarray  # day offsets (within the period) where each Mon-Sun week starts
     week_of_day: np.ndarray  # per day: its week's number
+    open_days: np.ndarray  # per day: a school day by the calendar
+    markable: np.ndarray  # per day: a mark would make it a school day
     school_week: np.ndarray  # per week: at least one school day in the period
     day_segment: np.ndarray  # per day: half-term number + 1 (0 = none)
     half_term_names: list[str]
@@ -354,10 +361,28 @@ def _geometry(calendar: SchoolCalendar, period: Period) -> _Geometry:
         ndays=ndays,
         week_starts=week_starts,
         week_of_day=(np.arange(ndays) + offset) // 7,
+        open_days=open_days,
+        markable=calendar.markable_mask(period.start, ndays),
         school_week=school_week,
         day_segment=renumber[ht.astype(np.int64) + 1],
         half_term_names=[calendar.half_terms[i].name for i in used],
     )
+
+
+def _with_marked_school_days(geo: _Geometry, group: np.ndarray) -> _Geometry:
+    """Any day with a mark other than ``#`` is a school day unless the calendar says otherwise
+    (outside every half-term, an INSET day, a planned closure): a Saturday session makes its
+    week a school week. ``group`` holds the period's marks of every row sharing the calendar."""
+    candidates = np.flatnonzero(geo.markable & ~geo.open_days)
+    if not candidates.size or not group.shape[0]:
+        return geo
+    marked = _REAL_MARK[np.take(group.view("<u2"), candidates, axis=1)].any(axis=0)
+    if not marked.any():
+        return geo
+    open_days = geo.open_days.copy()
+    open_days[candidates[marked]] = True
+    school_week = np.add.reduceat(open_days.astype(np.int32), geo.week_starts) > 0
+    return replace(geo, open_days=open_days, school_week=school_week)
 
 
 def _marked_days(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -506,7 +531,9 @@ def compute(
     for g_start, g_end in zip(group_starts, group_ends, strict=True):
         if g_start == g_end:
             continue
+        group_rows = slice(int(g_start), int(g_end)) if identity else order[g_start:g_end]
         geo = geometries[int(cal_sorted[g_start])]
+        geo = _with_marked_school_days(geo, matrix.codes[group_rows, 2 * d0 : 2 * (d0 + geo.ndays)])
         for b_start in range(int(g_start), int(g_end), block_rows):
             blocks.append((b_start, min(b_start + block_rows, int(g_end)), geo))
     for block_args in blocks:
@@ -645,6 +672,8 @@ def penalty_windows(
     week_lut, _ = _luts(tuple(sorted((k, v.value) for k, v in table.overrides.items())))
     geo = _geometry(calendars[int(matrix.calendar_of[row])], period)
     d0 = (period.start - matrix.start).days
+    same = np.flatnonzero(matrix.calendar_of == matrix.calendar_of[row])
+    geo = _with_marked_school_days(geo, matrix.codes[same, 2 * d0 : 2 * (d0 + geo.ndays)])
     used, pairs = _marked_days(matrix.codes[row : row + 1, 2 * d0 : 2 * (d0 + geo.ndays)])
     weekly = _Weekly(week_lut[pairs], used, geo, period)
     if not weekly.nweeks:

@@ -30,8 +30,12 @@ def reference_metrics(
     table: CodeTable = DEFAULT_TABLE,
     trend_weeks: int = 6,
     trend_since: date | None = None,
+    marked_days: frozenset[date] = frozenset(),
 ) -> dict[str, Any]:
-    """``marks`` maps (day, "AM"/"PM") to a code; the period is ``start``..``end`` inclusive."""
+    """``marks`` maps (day, "AM"/"PM") to a code; the period is ``start``..``end`` inclusive.
+
+    ``marked_days``: days on which any pupil with this calendar has a mark other than ``#``.
+    """
     inside = {(d, s): c for (d, s), c in marks.items() if start <= d <= end}
 
     def klass(code: str) -> StatClass:
@@ -62,8 +66,19 @@ def reference_metrics(
                 "late_after_close": in_half.count("U"),
             }
 
-    # school weeks: Mondays of weeks with a school day inside the period
-    school_weeks = sorted({week_start(d) for d in days_between(start, end) if calendar.is_school_day(d)})
+    # school weeks: Mondays of weeks with a school day inside the period; a marked day is a
+    # school day unless the calendar says otherwise
+    def school_day(d: date) -> bool:
+        if calendar.is_school_day(d):
+            return True
+        return (
+            d in marked_days
+            and calendar.contains(d)
+            and d not in calendar.inset_days
+            and d not in calendar.closures
+        )
+
+    school_weeks = sorted({week_start(d) for d in days_between(start, end) if school_day(d)})
     k = len(school_weeks)
     windows: list[tuple[date, date, int]] = []
     if k:

@@ -253,3 +253,19 @@ def test_school_and_la_figures_sum_sessions_and_rate_enrolments() -> None:
     assert (school_b.enrolments, school_b.enrolments_with_possible) == (1, 0)
     assert school_b.persistent_absence_rate is None
     assert school_b.attendance_pct is None
+
+
+def test_a_saturday_session_makes_a_closed_week_a_school_week() -> None:
+    week = [date(2024, 10, 14) + timedelta(days=n) for n in range(5)]
+    calendar = SchoolCalendar(
+        AUTUMN_2024.half_terms, inset_days=AUTUMN_2024.inset_days, closures=frozenset(week)
+    )
+    saturday = date(2024, 10, 19)
+    period = Period(date(2024, 10, 7), date(2024, 10, 27))
+    without = compute(_matrix([{(date(2024, 10, 7), "AM"): "/"}]), [calendar], period).record(0)
+    assert without["school_weeks"] == 2  # 7 and 21 October; the closed week is not one
+    # one pupil's Saturday mark opens the week for every pupil on that calendar; '#' does not
+    marks = [{(saturday, "AM"): "N"}, {(date(2024, 10, 7), "AM"): "/"}]
+    assert [r["school_weeks"] for r in compute(_matrix(marks), [calendar], period).records()] == [3, 3]
+    closed = compute(_matrix([{(saturday, "AM"): "#"}]), [calendar], period).record(0)
+    assert closed["school_weeks"] == 2

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from attendwise.attendance import metrics
-from attendwise.attendance.calendar import HalfTerm, SchoolCalendar, days_between
+from attendwise.attendance.calendar import HalfTerm, SchoolCalendar, days_between, week_start
 from attendwise.attendance.codes import CODE_ORDER, CodeTable, StatClass, encode
 from attendwise.attendance.metrics import MarkMatrix, Period, compute, penalty_windows
 
@@ -37,7 +37,9 @@ def calendars(draw: st.DrawFn, first_year: int) -> SchoolCalendar:
         start += timedelta(days=length + draw(st.integers(0, 21)))
     all_days = [d for h in half_terms for d in days_between(h.start, h.end)]
     inset = draw(st.sets(st.sampled_from(all_days), max_size=5))
-    closures = draw(st.sets(st.sampled_from(all_days), max_size=5))
+    closures = set(draw(st.sets(st.sampled_from(all_days), max_size=5)))
+    for day in draw(st.sets(st.sampled_from(all_days), max_size=2)):  # whole weeks closed
+        closures.update(week_start(day) + timedelta(days=n) for n in range(5))
     return SchoolCalendar(tuple(half_terms), inset_days=frozenset(inset), closures=frozenset(closures))
 
 
@@ -74,6 +76,18 @@ def scenarios(draw: st.DrawFn) -> dict:
         )
         for offset, s, code in extra:
             marks[(axis_start + timedelta(days=offset), s)] = code
+        # marks on days the calendar does not open (weekends, closures) inside its half-terms
+        in_terms = [d for h in cals[cal_index].half_terms for d in days_between(h.start, h.end)]
+        for day, s, code in draw(
+            st.lists(
+                st.tuples(
+                    st.sampled_from(in_terms), st.sampled_from(["AM", "PM"]), st.sampled_from(CURRENT_CODES)
+                ),
+                max_size=3,
+            )
+        ):
+            if axis_start <= day <= axis_end:
+                marks[(day, s)] = code
         pupils.append((marks, cal_index))
     p_start = axis_start + timedelta(days=draw(st.integers(0, ndays - 1)))
     p_end = p_start + timedelta(days=draw(st.integers(0, ndays - 1)))
@@ -127,6 +141,9 @@ def test_every_metric_matches_the_reference(sc: dict) -> None:
             table=sc["table"],
             trend_weeks=sc["trend_weeks"],
             trend_since=sc["trend_since"],
+            marked_days=frozenset(
+                d for m, c in sc["pupils"] if c == cal_index for (d, _s), code in m.items() if code != "#"
+            ),
         )
         got = result.record(row)
         windows = expected.pop("windows")
