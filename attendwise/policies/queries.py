@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -15,9 +16,12 @@ from attendwise.attendance.metrics import MarkMatrix
 from attendwise.attendance.models import Pupil
 from attendwise.policies import simulate
 from attendwise.policies.document import Policy
+from attendwise.policies.engine import Evaluation, LadderState
 
 
-def school_replay(session: Session, org_id: int, on: dt.date) -> tuple[simulate.Replay, list[Pupil]]:
+def school_replay(
+    session: Session, org_id: int, on: dt.date, *, events: Sequence[simulate.EventRow] = ()
+) -> tuple[simulate.Replay, list[Pupil]]:
     """The school's pupils and this academic year's marks up to ``on``, as the simulator takes them."""
     year = academic_year_of(on)
     pupils = list(
@@ -26,7 +30,30 @@ def school_replay(session: Session, org_id: int, on: dt.date) -> tuple[simulate.
     calendar = attendance_services.school_calendar(session, org_id, year)
     stored = attendance_queries.mark_matrix(session, org_id, year, [p.id for p in pupils])
     matrix = MarkMatrix(stored.start, stored.codes, [p.upn for p in pupils])
-    return simulate.Replay(matrix, calendar, [], on, what="school's marks"), pupils
+    return simulate.Replay(matrix, calendar, events, on, what="school's marks"), pupils
+
+
+def evaluate_school(
+    session: Session,
+    org_id: int,
+    policy: Policy,
+    state: LadderState,
+    on: dt.date,
+    *,
+    events: Sequence[simulate.EventRow] = (),
+) -> Evaluation | None:
+    """Evaluate the school's pupils on ``on`` as the scheduled job does, from its stored marks.
+
+    ``state`` is where each pupil stood before (in the order of :func:`school_replay`'s pupils,
+    labelled by UPN); ``events`` are the staff-recorded events. Nothing is written: the caller
+    publishes the returned decisions to its :class:`~attendwise.policies.engine.DecisionSink` and
+    keeps the new state. Moves needing sign-off are proposed and support-first gates wait for
+    recorded support. ``None`` when nothing falls due that day.
+    """
+    replay, pupils = school_replay(session, org_id, on, events=events)
+    if state.upns != [p.upn for p in pupils]:
+        raise ValueError("the state must list the school's pupils in school_replay order")
+    return simulate.evaluate_day(policy, replay, state, on)
 
 
 def dry_run(session: Session, org_id: int, policy: Policy, on: dt.date) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from attendwise.policies.engine import (
     WEEKDAYS,
     ActionDecision,
     Clock,
+    Evaluation,
     EventLog,
     Facts,
     LadderState,
@@ -367,6 +368,45 @@ class Replay:
         return compute(self.matrix, [self.calendar], period)
 
 
+def evaluate_day(
+    policy: Policy,
+    replay: Replay,
+    state: LadderState,
+    day: dt.date,
+    *,
+    approve_all: bool = False,
+    assume_support: bool = False,
+) -> Evaluation | None:
+    """One day on the policy's cadence: the pupils due (their stage's weekly or daily check, or an
+    event recorded that day) and the recurring actions falling that day; ``None`` when nothing is
+    due (not a school day, or no check and no recurring action)."""
+    if not replay.calendar.is_school_day(day):
+        return None
+    monitoring = {s.number: s.monitoring for s in policy.stages}
+    cadence = np.array([monitoring.get(int(s), policy.cadence) for s in state.stage])
+    weekly_today = replay.days.weekly(day, policy.evaluation_day)
+    due = (cadence == "daily") | ((cadence == "weekly") & weekly_today)
+    for row in replay.event_days.get(day, ()):
+        due[row] = True
+    recurring = {
+        every
+        for every in {r.every for r in policy.rules}
+        | {r.every for s in policy.stages for r in s.while_in_stage}
+        if replay.days.falls(every, day, policy.evaluation_day)
+    }
+    if not due.any() and not recurring:
+        return None
+    return evaluate(
+        policy,
+        state,
+        replay.facts(day, policy),
+        due=due,
+        approve_all=approve_all,
+        assume_support=assume_support,
+        recurring_today=recurring.__contains__,
+    )
+
+
 def run(
     policies: Sequence[Policy],
     replay: Replay,
@@ -384,33 +424,12 @@ def run(
     state = LadderState.initial(replay.upns, first.base_stage)
     policy = first
     for day in days_between(start, end):
-        if not replay.calendar.is_school_day(day):
-            continue
         policy = version_on(policies, day, pinned)
-        monitoring = {s.number: s.monitoring for s in policy.stages}
-        cadence = np.array([monitoring.get(int(s), policy.cadence) for s in state.stage])
-        weekly_today = replay.days.weekly(day, policy.evaluation_day)
-        due = (cadence == "daily") | ((cadence == "weekly") & weekly_today)
-        for row in replay.event_days.get(day, ()):
-            due[row] = True
-        recurring = {
-            every
-            for every in {r.every for r in policy.rules}
-            | {r.every for s in policy.stages for r in s.while_in_stage}
-            if replay.days.falls(every, day, policy.evaluation_day)
-        }
-        if not due.any() and not recurring:
-            continue
-        facts = replay.facts(day, policy)
-        result = evaluate(
-            policy,
-            state,
-            facts,
-            due=due,
-            approve_all=approve_all,
-            assume_support=assume_support,
-            recurring_today=recurring.__contains__,
+        result = evaluate_day(
+            policy, replay, state, day, approve_all=approve_all, assume_support=assume_support
         )
+        if result is None:
+            continue
         result.publish(sink)
         state = result.state
     by_upn: dict[str, PupilResult] = {

@@ -83,3 +83,36 @@ def test_another_school_cannot_see_the_policy(db_session, make_school) -> None:
         assert db_session.scalars(select(PolicyVersion)).all() == []
     with tenancy.tenant_context(mine.id):
         assert db_session.scalars(select(SchoolPolicy)).one().preset == "prevention-tiers"
+
+
+def test_evaluating_a_school_from_its_stored_marks_is_idempotent(db_session, make_school) -> None:
+    """What the scheduled job does: the school's stored marks, the pupils' previous standing, the
+    policy in effect; run twice on the same data, the second run decides nothing new."""
+    from attendwise.policies import queries, simulate
+    from attendwise.policies.engine import LadderState, MemorySink
+    from tests.attendance.test_views_pupils import pupil, seed
+
+    school = make_school()
+    seed(
+        db_session,
+        school,
+        [pupil(1, surname="Able"), pupil(2, surname="Baker")],
+        {1: ["/"] * 20, 2: ["/"] * 15 + ["N"] * 5},
+    )
+    policy = simulate.load_preset("spetisbury")[0][0]
+    with tenancy.tenant_context(school.id):
+        _replay, pupils = queries.school_replay(db_session, school.id, dt.date(2026, 10, 2))
+        state = LadderState.initial([p.upn for p in pupils], policy.base_stage)
+        sink = MemorySink()
+        first = queries.evaluate_school(db_session, school.id, policy, state, dt.date(2026, 10, 2))
+        first.publish(sink)
+        (move,) = first.transitions
+        assert (move.upn, move.from_stage, move.to_stage, move.status) == (pupils[1].upn, 0, 1, "applied")
+        again = queries.evaluate_school(db_session, school.id, policy, first.state, dt.date(2026, 10, 2))
+        assert again.transitions == []
+        before = (len(sink.transitions), len(sink.actions))
+        again.publish(sink)
+        assert (len(sink.transitions), len(sink.actions)) == before
+        assert (
+            queries.evaluate_school(db_session, school.id, policy, first.state, dt.date(2026, 10, 3)) is None
+        )
