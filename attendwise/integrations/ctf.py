@@ -40,7 +40,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 from xml.etree.ElementTree import Element, ParseError
 
 from defusedxml import DefusedXmlException
@@ -143,8 +143,9 @@ class SenSpell:
     provision: str
 
 
-@dataclass(frozen=True)
-class Mark:
+class Mark(NamedTuple):
+    """One session's mark (a tuple: a year of a school is half a million of them)."""
+
     date: dt.date
     session: str  # "AM" or "PM"
     code: str
@@ -294,6 +295,7 @@ class _Reader:
         self.code_check = code_check
         self.validate_upn = validate_upn
         self.problems: list[Problem] = []
+        self.checked: dict[tuple[str, dt.date], str | None] = {}
 
     def report(self, location: str, reason: str) -> None:
         self.problems.append(Problem(location, reason))
@@ -644,22 +646,26 @@ class _Reader:
                 f"{len(tokens)} sessions cannot be whole days (two sessions a day, AM then PM): "
                 f"the last day has only its AM session",
             )
+        days = [start + dt.timedelta(days=n) for n in range((len(tokens) + 1) // 2)]
         for number, (position, code) in enumerate(tokens):
             if code in (NOT_IN_SESSION, NO_MARK):
                 continue
-            day = start + dt.timedelta(days=number // 2)
+            day = days[number // 2]
             session = "AM" if number % 2 == 0 else "PM"
-            problem = self.code_check(code, day)
+            key = (code, day)
+            if key not in self.checked:
+                self.checked[key] = self.code_check(code, day)
+            problem = self.checked[key]
             if problem is not None:
                 self.report(
                     path,
                     f"{day.isoformat()} {session} (character {position + 1}): {problem}",
                 )
                 continue
-            yield Mark(date=day, session=session, code=code)
+            yield Mark(day, session, code)
 
 
-_TWO_CHARACTER = re.compile(r"[A-Za-z][0-9]")
+_SESSION_CODE = re.compile(r"[A-Za-z][0-9]|\S")
 
 
 def tokenise_marks(raw: str) -> Iterator[tuple[int, str]]:
@@ -668,18 +674,8 @@ def tokenise_marks(raw: str) -> Iterator[tuple[int, str]]:
     A letter followed by a digit is one code (C1, J1, Y3...); every other character is a code
     on its own. Whitespace (line breaks in long strings) is ignored.
     """
-    index = 0
-    while index < len(raw):
-        char = raw[index]
-        if char.isspace():
-            index += 1
-            continue
-        if _TWO_CHARACTER.fullmatch(raw[index : index + 2]):
-            yield index, raw[index : index + 2].upper()
-            index += 2
-            continue
-        yield index, char.upper() if char.isalpha() else char
-        index += 1
+    for match in _SESSION_CODE.finditer(raw):
+        yield match.start(), match.group().upper()
 
 
 def dfe_code_problem(code: str, day: dt.date) -> str | None:

@@ -21,7 +21,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -317,13 +317,23 @@ class Where:
     location: str
 
 
+class MarkIn(NamedTuple):
+    """A mark on its way in (a tuple: a school's year is half a million of them)."""
+
+    upn: str
+    date: dt.date
+    session: str
+    code: str
+    minutes_late: int | None = None
+
+
 @dataclass
 class Batch:
     """Normalised records of one source, each with where it came from."""
 
     pupils: list[tuple[attendance.PupilRecord, Where]] = field(default_factory=list)
     contacts: list[tuple[attendance.ContactRecord, list[Where]]] = field(default_factory=list)
-    marks: list[tuple[attendance.MarkRow, Where]] = field(default_factory=list)
+    marks: list[tuple[MarkIn, Where]] = field(default_factory=list)
 
 
 def store(
@@ -447,10 +457,7 @@ def _store(session: Session, org_id: int, batch: Batch, *, source: str) -> tuple
             links = tuple(link for link in contact.links if link.pupil_upn not in excluded)
             if row not in excluded_contacts and links:
                 contacts[row] = (replace(contact, links=links, row=row), wheres)
-        marks = {
-            row: (replace(mark, row=row), where)
-            for row, (mark, where) in enumerate((m for m in batch.marks if m[0].upn not in excluded), start=1)
-        }
+        marks = dict(enumerate((m for m in batch.marks if m[0].upn not in excluded), start=1))
         outcome = Outcome()
         savepoint = session.begin_nested()
         step = "pupils"
@@ -467,9 +474,18 @@ def _store(session: Session, org_id: int, batch: Batch, *, source: str) -> tuple
                 )
             step = "marks"
             if batch.marks:
-                counts = attendance.store_marks(
-                    session, org_id, [m for m, _w in marks.values()], source=source
-                )
+                rows = [
+                    attendance.MarkRow(
+                        upn=m.upn,
+                        date=m.date,
+                        session=m.session,
+                        code=m.code,
+                        minutes_late=m.minutes_late,
+                        row=row,
+                    )
+                    for row, (m, _w) in marks.items()
+                ]
+                counts = attendance.store_marks(session, org_id, rows, source=source)
                 outcome.add("marks", counts)
         except attendance.BatchRejected as refused:
             savepoint.rollback()
@@ -538,10 +554,7 @@ def import_ctf(
                 skipped_years += 1
                 continue
             marks_at = Where(where.record, f"{year.location}/AttendSessions/AttendanceMarks")
-            batch.marks.extend(
-                (attendance.MarkRow(upn=pupil.upn, date=m.date, session=m.session, code=m.code), marks_at)
-                for m in year.marks
-            )
+            batch.marks.extend((MarkIn(pupil.upn, m.date, m.session, m.code), marks_at) for m in year.marks)
     upns = {p.upn for p in parsed.pupils}
     for group in _group_contacts(parsed.pupils):
         wheres = [Where(_record_of(where), contact.location) for contact, where in group.links.values()]
@@ -562,12 +575,7 @@ def import_csv(session: Session, school: Organisation, parsed: csv_import.CsvFil
     batch = Batch(
         pupils=[(p, Where(f"UPN {p.upn}", f"row {p.row}")) for p in parsed.pupils],
         marks=[
-            (
-                attendance.MarkRow(
-                    upn=m.upn, date=m.date, session=m.session, code=m.code, minutes_late=m.minutes_late
-                ),
-                Where(f"UPN {m.upn}", f"row {m.row}"),
-            )
+            (MarkIn(m.upn, m.date, m.session, m.code, m.minutes_late), Where(f"UPN {m.upn}", f"row {m.row}"))
             for m in parsed.marks
         ],
     )

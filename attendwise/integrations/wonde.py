@@ -400,17 +400,9 @@ def sync_school(
             outcome.rejections.append(services.Rejection(where.record, where.location, reason))
             continue
         minutes = mark.get("minutes_late")
+        session_name = str(mark.get("session") or "").upper()
         batch.marks.append(
-            (
-                attendance.MarkRow(
-                    upn=upn,
-                    date=day,
-                    session=str(mark.get("session") or "").upper(),
-                    code=code,
-                    minutes_late=int(minutes) if minutes else None,
-                ),
-                where,
-            )
+            (services.MarkIn(upn, day, session_name, code, int(minutes) if minutes else None), where)
         )
     stored = services.store(session, school.id, batch, source="mis", feed="wonde")
     outcome.rejections.extend(stored.rejections)
