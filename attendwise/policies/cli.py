@@ -119,10 +119,11 @@ def presets_command() -> None:
 @click.argument("spec")
 def show_command(spec: str) -> None:
     """Print a preset (NAME or NAME@VERSION) as YAML, to start a school's own policy from it."""
-    name = spec.partition("@")[0]
-    policies, pinned = simulate.load_preset(spec) if name in simulate.preset_names() else ([], None)
-    if not policies:
-        _fail([f"there is no preset {name!r}; presets: {', '.join(simulate.preset_names())}"])
+    try:
+        policies, pinned = simulate.load_preset(spec)
+    except simulate.SimulationError as exc:
+        _fail(exc.problems)
+        return
     chosen = [p for p in policies if pinned is None or p.version == pinned]
     click.echo("---\n".join(p.text for p in chosen), nl=False)
 
@@ -132,8 +133,12 @@ def show_command(spec: str) -> None:
 @click.argument("new")
 def diff_command(old: str, new: str) -> None:
     """Describe in plain words what changed between two versions (NAME@N or FILE[@N] each)."""
-    before = _one_version(old)
-    after = _one_version(new)
+    try:
+        before = _one_version(old)
+        after = _one_version(new)
+    except simulate.SimulationError as exc:
+        _fail(exc.problems)
+        return
     for line in versions.diff(before, after):
         click.echo(line)
 
