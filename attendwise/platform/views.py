@@ -142,6 +142,7 @@ def _attempt_login(email: str, password: str) -> Any:
     if user.password_hash and needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     target = safe_next(request.args.get("next"))
+    session.clear()  # nothing from before sign-in (another person's half-finished sign-in) carries over
     if user.totp_enabled or mfa.required_for(user):
         auth.login_user(user, mfa_ok=False)
         session[STAGE] = "verify" if user.totp_enabled else "enrol"

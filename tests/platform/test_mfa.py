@@ -317,3 +317,24 @@ def test_the_page_asked_for_is_reached_after_the_second_factor(
         data={"email": officer.email, "password": TEST_PASSWORD, "csrf_token": page_csrf(page)},
     )
     assert submit_code(client, next_step_code(key)).headers["Location"] == "/account"
+
+
+def test_a_half_finished_sign_in_leaves_nothing_for_the_next_person(
+    client: FlaskClient,
+    login: Callable[..., Any],
+    officer: User,
+    make_la: Callable[..., Organisation],
+    make_user: Callable[..., User],
+) -> None:
+    la_officer = make_user(make_la(), "la_attendance_officer")
+    login(la_officer)
+    setup = client.get("/auth/mfa/setup").get_data(as_text=True)
+    first_key = manual_key(setup)
+    assert client.get("/auth/login").headers["Location"].endswith("/auth/mfa/setup")
+    other = client.post(
+        "/auth/login",
+        data={"email": officer.email, "password": TEST_PASSWORD, "csrf_token": page_csrf(setup)},
+    )
+    assert other.status_code == 302
+    assert client.get("/").status_code == 200
+    assert manual_key(client.get("/account/mfa/setup").get_data(as_text=True)) != first_key
