@@ -26,6 +26,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from rq import Queue, Worker
 from rq.cron import CronScheduler
+from rq.defaults import DEFAULT_CRON_SCHEDULER_TTL
 from rq.exceptions import InvalidJobOperation
 from rq.job import Job
 
@@ -156,7 +157,8 @@ def scheduler_command(list_only: bool) -> None:
     others = live_schedulers(app, conn)
     if others:
         raise click.ClickException(
-            f"refusing to start: scheduler {others[0]} is already running; two would enqueue every job twice"
+            f"refusing to start: scheduler {others[0]} is already running (or was killed less than "
+            f"{DEFAULT_CRON_SCHEDULER_TTL} seconds ago); two would enqueue every job twice"
         )
     scheduler = build_scheduler(app, conn, periodic)
     log.info("scheduler %s: %d periodic job(s)", scheduler.name, len(periodic))
