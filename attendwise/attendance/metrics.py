@@ -527,7 +527,6 @@ def compute(
         out["days_ill"][rows] = weekly.total(_F_DAY_ILL)
         _unauthorised_runs(pairs, day_lut, weekly.total(_F_DAY_UNAUTH) > 0, rows, out)
 
-    blocks = []
     for g_start, g_end in zip(group_starts, group_ends, strict=True):
         if g_start == g_end:
             continue
@@ -535,9 +534,7 @@ def compute(
         geo = geometries[int(cal_sorted[g_start])]
         geo = _with_marked_school_days(geo, matrix.codes[group_rows, 2 * d0 : 2 * (d0 + geo.ndays)])
         for b_start in range(int(g_start), int(g_end), block_rows):
-            blocks.append((b_start, min(b_start + block_rows, int(g_end)), geo))
-    for block_args in blocks:
-        run_block(*block_args)
+            run_block(b_start, min(b_start + block_rows, int(g_end)), geo)
 
     return PupilMetrics(
         pupils=matrix.pupils,
