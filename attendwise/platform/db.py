@@ -215,9 +215,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA busy_timeout=10000")
             cur.close()
 
+        # IMMEDIATE takes SQLite's write lock at BEGIN: one writer at a time, so read-then-write
+        # sequences (the audit chain's "last hash, then append") cannot interleave between
+        # threads. That is the embedded default's only concurrency; PostgreSQL uses row locks.
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
