@@ -358,6 +358,7 @@ def test_session_get_after_a_tenant_switch(orm):
         assert session.get(Note, 20) is note  # the hazard: served from the identity map
         assert statements == []
         assert session.get(Note, 20, populate_existing=True) is None
+    session.commit()  # end the transaction so the second session can begin one on SQLite
     fresh = AttendwiseSession(bind=session.get_bind())
     with tenancy.tenant_context(1):
         assert fresh.get(Note, 20) is None
