@@ -360,6 +360,11 @@ class ActionDecision(NamedTuple):
         return out
 
 
+_new_action: Callable[[tuple[Any, ...]], ActionDecision] = functools.partial(tuple.__new__, ActionDecision)
+"""Build an :class:`ActionDecision` from a tuple of its fields without the named tuple's Python-level
+``__new__`` (an LA's weekly actions number in the hundreds of thousands)."""
+
+
 class TransitionDecision(NamedTuple):
     """A move of one pupil between stages (or a proposed move), with its reason and entry actions."""
 
@@ -854,9 +859,7 @@ def _evaluate(
                 )
             key = f"{policy.id}:{upn}:{from_stage}:{entered}:{to}"
             actions = tuple(
-                ActionDecision(
-                    f"{key}:{i}", upn, facts.on, a_kind, detail, to, key, version, params, sign_off
-                )
+                _new_action((f"{key}:{i}", upn, facts.on, a_kind, detail, to, key, version, params, sign_off))
                 for i, (a_kind, detail, params, sign_off) in enumerate(entry)
             )
             transitions.append(
@@ -914,13 +917,12 @@ def _recurring(
         prepared = _prepared(item.actions)
         stages = state.stage[rows].tolist() if stage_number is None else [stage_number] * len(rows)
         suffix = f"{day}:{source}:{stage_number}:{index}"
+        on, upns, append = facts.on, state.upns, out.append
         for row, number in zip(rows.tolist(), stages, strict=True):
-            upn = state.upns[row]
+            upn = upns[row]
             tag = f"{policy.id}:{upn}:{suffix}"
-            out.extend(
-                ActionDecision(
-                    f"{tag}:{i}", upn, facts.on, kind, detail, number, tag, version, params, sign_off
+            for i, (kind, detail, params, sign_off) in enumerate(prepared):
+                append(
+                    _new_action((f"{tag}:{i}", upn, on, kind, detail, number, tag, version, params, sign_off))
                 )
-                for i, (kind, detail, params, sign_off) in enumerate(prepared)
-            )
     return out
