@@ -370,6 +370,9 @@ class TimelineEntry(TenantMixin, Base):
     """One line of a case's history. Append-only: a correction is a new entry pointing at the old."""
 
     __tablename__ = "case_timeline"
+    # Each entry is written alongside an audited change (the task, contact, meeting, plan or
+    # stage change it describes) and an evaluation records one audit event per batch.
+    __audit_skip__ = True
     __table_args__ = (Index("ix_case_timeline_case_at", "case_id", "occurred_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)

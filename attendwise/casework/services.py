@@ -96,7 +96,7 @@ def _due(on: dt.date, kind: str) -> dt.date:
 
 def _timeline(
     session: Session,
-    case: Case,
+    case: Case | int,
     kind: str,
     title: str,
     body: str = "",
@@ -106,7 +106,7 @@ def _timeline(
     corrects_id: int | None = None,
 ) -> TimelineEntry:
     entry = TimelineEntry(
-        case_id=case.id,
+        case_id=case if isinstance(case, int) else case.id,
         kind=kind,
         title=title[:300],
         body=body,
@@ -240,6 +240,7 @@ class CaseworkSink:
                 cases[found.pupil_id] = found
         case: Case | None
         base = self.policy.base_stage
+        self._open_cases(cases, seen_moves, seen_tasks)
         for t in self.transitions:
             pupil_id = self.pupil_ids[t.upn]
             if t.status == "applied":
@@ -250,9 +251,7 @@ class CaseworkSink:
                 leaving = t.to_stage in (base, 0) or self.policy.stage(t.to_stage) is None
                 if leaving and case is None:
                     continue
-                if case is None:
-                    case = self._open_case(pupil_id, t, state, row)
-                    cases[pupil_id] = case
+                assert case is not None
                 self._move(case, t, state, row)
                 if leaving:
                     case.status = CaseStatus.CLOSED
@@ -265,10 +264,7 @@ class CaseworkSink:
                 key = f"signoff:{t.key}"
                 if key in seen_tasks:
                     continue
-                case = cases.get(pupil_id)
-                if case is None:
-                    case = self._open_case(pupil_id, t, state, row_of[t.upn], at_stage=t.from_stage)
-                    cases[pupil_id] = case
+                case = cases[pupil_id]
                 legal = next((a for a in t.actions if a.sign_off), None)
                 task = Task(
                     case_id=case.id,
@@ -311,10 +307,7 @@ class CaseworkSink:
                 key = f"support:{t.key}"
                 if key in seen_tasks:
                     continue
-                case = cases.get(pupil_id)
-                if case is None:
-                    case = self._open_case(pupil_id, t, state, row_of[t.upn], at_stage=t.from_stage)
-                    cases[pupil_id] = case
+                case = cases[pupil_id]
                 self._add_task(
                     Task(
                         case_id=case.id,
@@ -344,32 +337,52 @@ class CaseworkSink:
         self._new_tasks.clear()
         self.session.flush()
 
-    def _open_case(
-        self, pupil_id: int, t: TransitionDecision, state: LadderState, row: int, at_stage: int | None = None
-    ) -> Case:
-        episode = self.session.scalar(select(func.max(Case.episode)).where(Case.pupil_id == pupil_id)) or 0
-        stage = t.from_stage if at_stage is None else at_stage
-        case = Case(
-            pupil_id=pupil_id,
-            episode=episode + 1,
-            stage=stage,
-            stage_name=self.policy.stage_name(stage),
-            stage_entered_on=t.on,
-            ladder_entered_on=t.on,
-            opened_on=t.on,
-            policy_key=t.policy,
-            explanation=t.explanation,
-        )
-        self.session.add(case)
+    def _open_cases(self, cases: dict[int, Case], seen_moves: set[str], seen_tasks: set[str]) -> None:
+        """Open, in one flush, a case for each pupil a new decision concerns who has none open."""
+        base = self.policy.base_stage
+        first: dict[int, TransitionDecision] = {}
+        for t in self.transitions:
+            pupil_id = self.pupil_ids[t.upn]
+            if pupil_id in cases or pupil_id in first:
+                continue
+            if t.status == "applied":
+                leaving = t.to_stage in (base, 0) or self.policy.stage(t.to_stage) is None
+                if t.key in seen_moves or leaving:
+                    continue
+            elif f"{'signoff' if t.status == 'proposed' else 'support'}:{t.key}" in seen_tasks:
+                continue
+            first[pupil_id] = t
+        if not first:
+            return
+        episodes: dict[int, int] = {
+            row.pupil_id: row.episode
+            for row in self.session.execute(
+                select(Case.pupil_id, func.max(Case.episode).label("episode"))
+                .where(Case.pupil_id.in_(list(first)))
+                .group_by(Case.pupil_id)
+            )
+        }
+        opened = []
+        for pupil_id, t in first.items():
+            case = Case(
+                pupil_id=pupil_id,
+                episode=episodes.get(pupil_id, 0) + 1,
+                stage=t.from_stage,
+                stage_name=self.policy.stage_name(t.from_stage),
+                stage_entered_on=t.on,
+                ladder_entered_on=t.on,
+                opened_on=t.on,
+                policy_key=t.policy,
+                explanation=t.explanation,
+            )
+            self.session.add(case)
+            cases[pupil_id] = case
+            opened.append(case)
         self.session.flush()
-        self.opened_cases += 1
-        _timeline(
-            self.session,
-            case,
-            "case_opened",
-            f"Case opened (episode {case.episode})" + (" after an earlier case closed" if episode else ""),
-        )
-        return case
+        self.opened_cases += len(opened)
+        for case in opened:
+            again = " after an earlier case closed" if case.episode > 1 else ""
+            _timeline(self.session, case, "case_opened", f"Case opened (episode {case.episode}){again}")
 
     def _move(self, case: Case, t: TransitionDecision, state: LadderState, row: int) -> None:
         record_move(
@@ -517,25 +530,34 @@ def complete_task(
     _check_version(task, version)
     if task.status != TaskStatus.OPEN:
         raise CaseworkError(f"this task is already {task.status.value}")
-    if task.waiting_for_signoff:
-        raise CaseworkError("this task is waiting for sign-off and cannot be completed yet")
-    task.status = TaskStatus.DONE
-    task.completed_at = utcnow()
-    task.completed_by_id = by_user_id
-    task.completion_note = note.strip()
-    session.flush()
-    if task.case_id is not None:
-        case = get_case(session, task.case_id)
-        _timeline(
-            session,
-            case,
-            "task_done",
-            f"Done: {task.title}",
-            task.completion_note,
-            by_user_id=by_user_id,
-            obj=("task", task.id),
-        )
+    complete_tasks(session, [task], by_user_id=by_user_id, note=note)
     return task
+
+
+def complete_tasks(session: Session, tasks: Sequence[Task], *, by_user_id: int | None, note: str) -> None:
+    """Mark open tasks done in one flush, each with its line on its case's timeline."""
+    waiting = [t for t in tasks if t.waiting_for_signoff]
+    if waiting:
+        raise CaseworkError(f"{waiting[0].title} is waiting for sign-off and cannot be completed yet")
+    now = utcnow()
+    for task in tasks:
+        task.status = TaskStatus.DONE
+        task.completed_at = now
+        task.completed_by_id = by_user_id
+        task.completion_note = note.strip()
+    session.flush()
+    for task in tasks:
+        if task.case_id is not None:
+            _timeline(
+                session,
+                task.case_id,
+                "task_done",
+                f"Done: {task.title}",
+                task.completion_note,
+                by_user_id=by_user_id,
+                obj=("task", task.id),
+            )
+    session.flush()
 
 
 def bulk_complete(session: Session, task_ids: Sequence[int], *, by_user_id: int | None, note: str) -> int:
@@ -548,12 +570,9 @@ def bulk_complete(session: Session, task_ids: Sequence[int], *, by_user_id: int 
         raise CaseworkError(
             f"{len(unsafe)} of the chosen tasks must be completed one by one (for example {unsafe[0].title})"
         )
-    done = 0
-    for task in tasks:
-        if task.status == TaskStatus.OPEN:
-            complete_task(session, task, by_user_id=by_user_id, note=note)
-            done += 1
-    return done
+    still_open = [t for t in tasks if t.status == TaskStatus.OPEN]
+    complete_tasks(session, still_open, by_user_id=by_user_id, note=note)
+    return len(still_open)
 
 
 def decide_signoff(
