@@ -7,7 +7,11 @@ import importlib
 from attendwise.platform.discovery import modules
 
 # Platform models that live outside a `models` module.
-PLATFORM_MODEL_MODULES = ("attendwise.platform.sessions", "attendwise.platform.audit")
+PLATFORM_MODEL_MODULES = (
+    "attendwise.platform.sessions",
+    "attendwise.platform.audit",
+    "attendwise.platform.sso",
+)
 
 
 def import_all() -> None:

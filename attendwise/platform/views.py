@@ -31,7 +31,7 @@ from flask import (
 from sqlalchemy import func, select, update
 from werkzeug.exceptions import TooManyRequests
 
-from attendwise.platform import audit, auth, crypto, jobs, mfa, password_reset, tenancy, throttle
+from attendwise.platform import audit, auth, crypto, jobs, mfa, password_reset, sso, tenancy, throttle
 from attendwise.platform.db import db, utcnow
 from attendwise.platform.models import PasswordResetToken
 from attendwise.platform.passwords import hash_password, needs_rehash, password_problem, verify_password
@@ -136,6 +136,10 @@ def _attempt_login(email: str, password: str) -> Any:
         )
         errors = {"email": GENERIC_LOGIN_ERROR}
         return render_template("platform/login.html", errors=errors, email=email), 400
+    if sso.password_refused(user):
+        _log_auth("login.sso_required", user_id=user.id)
+        errors = {"email": sso.SIGN_IN_WITH_SSO}
+        return render_template("platform/login.html", errors=errors, email=email), 400
     throttle.record_success(account)
     user.failed_logins = 0
     user.locked_until = None
@@ -186,11 +190,12 @@ def _pending_user() -> User | None:
 @auth.public
 def logout() -> Any:
     user_id = session.get("_user_id")
+    provider_logout = sso.end_session_url()
     auth.logout_user()
     if user_id:
-        _log_auth("logout", user_id=user_id)
+        _log_auth("logout", user_id=user_id, provider_logout=provider_logout is not None)
     flash("You have signed out.")
-    return redirect(url_for("auth.login"))
+    return redirect(provider_logout or url_for("auth.login"))
 
 
 @bp.post("/switch")
@@ -681,7 +686,9 @@ def _enforce_mfa_enrolment() -> Any:
     if principal is None or principal.user is None or principal.api_client is not None:
         return None
     user = principal.user
-    if user.totp_enabled or request.endpoint in _ENROLMENT_ENDPOINTS or not mfa.required_for(user):
+    if user.totp_enabled or session.get(sso.MFA_KEY) or request.endpoint in _ENROLMENT_ENDPOINTS:
+        return None
+    if not mfa.required_for(user):
         return None
     session["mfa_ok"] = False
     session[STAGE] = "enrol"
@@ -699,6 +706,7 @@ def register(app: Flask) -> None:
     throttle.init_app(app)
     app.register_blueprint(bp)
     app.register_blueprint(account_bp)
+    sso.register(app)
     app.before_request(_enforce_mfa_enrolment)
     account_api.register(app)
     app.cli.add_command(keys_cli)
