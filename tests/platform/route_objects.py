@@ -279,17 +279,37 @@ def _token_id(world: World, side: Side) -> int:
     return token.id
 
 
+def _row_of(table_name: str) -> Make:
+    """A generic row of ``table_name`` (looked up when first needed)."""
+
+    def make(world: World, side: Side) -> Any:
+        table = table_by_name(table_name)
+        assert table is not None, f"route_objects: no table {table_name!r}"
+        return _generic(table)(world, side)
+
+    return make
+
+
+def _first_number(_world: World, _side: Side) -> int:
+    return 1
+
+
 FACTORIES: dict[str, ParamFactory] = {
     "org_id": ParamFactory(_school_id, cross_tenant_perm=Perm.PLATFORM_ADMIN),
     "user_id": ParamFactory(_user_id, cross_tenant_perm=Perm.PLATFORM_ADMIN),
     "membership_id": ParamFactory(_membership_id),
     "invitation_id": ParamFactory(_invitation_id),
     "token_id": ParamFactory(_token_id),
+    # A case timeline entry (its case is a different one: the own-side answer may be 404).
+    "entry_id": ParamFactory(_row_of("case_timeline")),
+    # A policy version number, read within the principal's own school: not an object id.
+    "number": ParamFactory(_first_number, tenant_object=False),
 }
 
 
 def _convention(name: str) -> ParamFactory | None:
-    """``<thing>_id`` names a row of the tenant table ``<thing>``, ``<things>`` or ``<thingies>``."""
+    """``<thing>_id`` names a row of the tenant table ``<thing>``, ``<things>`` or ``<thingies>``,
+    or of the one tenant table whose name ends in ``_<things>``."""
     if not name.endswith("_id"):
         return None
     stem = name.removesuffix("_id")
@@ -300,6 +320,10 @@ def _convention(name: str) -> ParamFactory | None:
     for candidate in candidates:
         if candidate in tenant:
             return ParamFactory(_generic(tenant[candidate]))
+    for candidate in candidates:  # a package prefix: task_id -> case_tasks, if only one table fits
+        prefixed = [name for name in tenant if name.endswith(f"_{candidate}")]
+        if len(prefixed) == 1:
+            return ParamFactory(_generic(tenant[prefixed[0]]))
     return None
 
 
