@@ -23,6 +23,18 @@ def load_config(app: Flask, settings: Settings, overrides: dict[str, Any] | None
     app.extensions["attendwise_settings"] = settings
 
 
+def init_logging(_app: Flask) -> None:
+    from attendwise.platform import logging_setup
+
+    logging_setup.configure()
+
+
+def init_observability(app: Flask) -> None:
+    from attendwise.platform import health
+
+    health.register(app)
+
+
 def init_database(app: Flask) -> None:
     from attendwise.platform.db import db
 
@@ -79,9 +91,11 @@ def init_cli(app: Flask) -> None:
 
 
 STEPS: tuple[Step, ...] = (
+    init_logging,
     init_database,
     init_models,
     init_request_lifecycle,
+    init_observability,
     init_auth,
     init_web,
     init_api,

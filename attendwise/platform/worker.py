@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import sys
 import time
 from typing import Any
 
@@ -30,7 +29,7 @@ from rq.defaults import DEFAULT_CRON_SCHEDULER_TTL
 from rq.exceptions import InvalidJobOperation
 from rq.job import Job
 
-from attendwise.platform import jobs
+from attendwise.platform import jobs, logging_setup, metrics
 from attendwise.platform.db import db
 
 log = logging.getLogger("attendwise.worker")
@@ -53,7 +52,11 @@ class AttendwiseWorker(Worker):
             status = job.get_status(refresh=True).value
         except InvalidJobOperation:
             status = "finished (result already expired)"
-        log.info("job %s %s after %.2fs", job.id, status, time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        func = str(job.args[0] if job.args else job.func_name)
+        queue_label = queue.name.removeprefix(current_app.config.get("JOBS_QUEUE_PREFIX", ""))
+        metrics.record_job(queue_label, func, elapsed, failed=status in ("failed", "stopped", "canceled"))
+        log.info("job %s %s after %.2fs", job.id, status, elapsed)
 
     def handle_warm_shutdown_request(self) -> None:
         current = self.get_current_job_id()
@@ -81,9 +84,8 @@ def _redis_or_fail(app: Flask) -> Any:
 
 
 def _logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging_setup.configure()
+    metrics.serve_worker_metrics()
 
 
 @click.command("worker")
