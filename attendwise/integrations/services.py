@@ -190,22 +190,19 @@ def external_ids(session: Session, org_id: int, source: str) -> dict[str, str]:
     return {str(external): upn for external, upn in rows}
 
 
-def delete_by_external_id(
-    session: Session, org_id: int, source: str, *, students: set[str], contacts: set[str]
-) -> int:
-    """Remove the pupils and contacts the MIS deleted (their links and marks go with them)."""
+def delete_contacts(session: Session, org_id: int, source: str, external_ids: set[str]) -> int:
+    """Remove the contacts the MIS deleted (their links to pupils go with them)."""
     _require_writer(org_id)
+    if not external_ids:
+        return 0
     removed = 0
-    for model, ids in ((Pupil, students), (Contact, contacts)):
-        if not ids:
-            continue
-        for row in session.scalars(
-            select(model).where(
-                model.org_id == org_id, model.source == source, model.external_id.in_(sorted(ids))
-            )
-        ):
-            session.delete(row)
-            removed += 1
+    for contact in session.scalars(
+        select(Contact).where(
+            Contact.org_id == org_id, Contact.source == source, Contact.external_id.in_(sorted(external_ids))
+        )
+    ):
+        session.delete(contact)
+        removed += 1
     session.flush()
     return removed
 

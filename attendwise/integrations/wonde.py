@@ -6,7 +6,8 @@ The HTTP behaviour follows Wonde's documentation and official clients (mis-forma
 * lists are paged: ``{"data": [...], "meta": {"pagination": {"next": url|null, "more": bool}}}``,
   and the client follows ``meta.pagination.next`` until ``more`` is false;
 * ``include=`` adds related records; ``updated_after`` (``YYYY-MM-DD HH:MM:SS``) limits a list to
-  records changed since the last sync; ``deletions`` lists records removed in the MIS;
+  records changed since the last sync; ``deletions`` lists records removed in the MIS (a deleted
+  contact is removed; a deleted student is kept, with their marks and casework, and reported);
 * a ``429`` is retried after its ``Retry-After`` (seconds or an HTTP date); a ``5xx``, a timeout
   or a dropped connection is retried with exponential backoff and full jitter; a ``401``/``403``
   is not retried (the school revoked access, or the token is wrong);
@@ -408,13 +409,21 @@ def sync_school(
     outcome.rejections.extend(stored.rejections)
     outcome.created, outcome.updated, outcome.unchanged = stored.created, stored.updated, stored.unchanged
     outcome.detail.update(stored.detail)
-    removed = services.delete_by_external_id(
-        session,
-        school.id,
-        "wonde",
-        students={str(d["id"]) for d in deletions if d.get("type") == "student"},
-        contacts={str(d["id"]) for d in deletions if d.get("type") == "contact"},
+    removed = services.delete_contacts(
+        session, school.id, "wonde", {str(d["id"]) for d in deletions if d.get("type") == "contact"}
     )
+    for deletion in deletions:
+        deleted_id = str(deletion.get("id"))
+        if deletion.get("type") == "student" and deleted_id in upn_of:
+            outcome.rejections.append(
+                services.Rejection(
+                    f"student {deleted_id}",
+                    f"schools/{wonde_school}/deletions",
+                    f"deleted in the MIS, but pupil {upn_of[deleted_id]} is kept with their marks and "
+                    "casework (attendance registers are kept for six years): archive the pupil if the "
+                    "record was made in error",
+                )
+            )
     outcome.deleted = removed
     outcome.detail["deleted"] = removed
     return outcome

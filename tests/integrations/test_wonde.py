@@ -194,6 +194,8 @@ def test_incremental_sync_reads_only_changes_and_applies_updates_and_deletions(
     first_day = school_days()[0]
     state.put("sessions", {**state.sessions[f"S001-{first_day}-AM"], "attendance_code": "c-ill"})
     state.put("students", {**state.students["S002"], "surname": "Renamed"})
+    upns = {s["id"]: s["education_details"]["data"]["upn"] for s in state.students.values()}
+    state.delete("contact", "C003")
     state.delete("student", "S004")
     state.requests.clear()
 
@@ -203,10 +205,16 @@ def test_incremental_sync_reads_only_changes_and_applies_updates_and_deletions(
     assert (run.created, run.updated, run.deleted) == (0, 2, 1)
     assert all("updated_after=" in r for r in state.requests if "attendance-codes" not in r)
     stored = state_of(db_session, school)
-    upns = {s["id"]: s["education_details"]["data"]["upn"] for s in state.students.values()}
-    assert len(stored) == 4
     assert stored[upns["S001"]]["marks"][(first_day, "AM")] == "I"
     assert stored[upns["S002"]]["name"][1] == "Renamed"
+    assert stored[upns["S003"]]["contacts"] == set()
+    # A pupil deleted in the MIS keeps their statutory record here, and the school is told.
+    assert len(stored) == 5
+    assert stored[upns["S004"]]["marks"]
+    with tenancy.tenant_context(school.id):
+        [notice] = run.rejections
+    assert notice.record == "student S004"
+    assert "deleted in the MIS" in notice.reason
 
 
 def test_a_sync_interrupted_by_failures_and_resumed_ends_as_an_uninterrupted_one(
