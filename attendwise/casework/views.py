@@ -483,6 +483,7 @@ def signoff(task_id: int) -> Any:
     return redirect(url_for("casework.case_page", case_id=task.case_id))
 
 
+@bp.errorhandler(StaleDataError)
 def _conflict(exc: StaleDataError) -> Any:
     db.session.rollback()
     if request.path.startswith("/api/"):
@@ -496,5 +497,4 @@ def _conflict(exc: StaleDataError) -> Any:
 
 def register(app: Flask) -> None:
     app.register_blueprint(bp)
-    app.register_error_handler(StaleDataError, _conflict)
     register_nav(endpoint="casework.worklist", label="Worklist", perm=Perm.CASES_READ, order=20)
