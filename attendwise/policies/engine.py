@@ -383,6 +383,11 @@ class TransitionDecision(NamedTuple):
     actions: tuple[ActionDecision, ...]
 
 
+_new_transition: Callable[[tuple[Any, ...]], TransitionDecision] = functools.partial(
+    tuple.__new__, TransitionDecision
+)
+
+
 class DecisionSink(Protocol):
     """Where decisions go. Casework implements it with cases and tasks; it must be idempotent by key."""
 
@@ -863,19 +868,21 @@ def _evaluate(
                 for i, (a_kind, detail, params, sign_off) in enumerate(entry)
             )
             transitions.append(
-                TransitionDecision(
-                    key,
-                    upn,
-                    facts.on,
-                    from_stage,
-                    to,
-                    name,
-                    reason,
-                    explanation,
-                    version,
-                    state_now,
-                    role,
-                    actions,
+                _new_transition(
+                    (
+                        key,
+                        upn,
+                        facts.on,
+                        from_stage,
+                        to,
+                        name,
+                        reason,
+                        explanation,
+                        version,
+                        state_now,
+                        role,
+                        actions,
+                    )
                 )
             )
         applied = rows[status == "applied"]
