@@ -30,7 +30,12 @@ class MailError(RuntimeError):
 
 
 def build_message(
-    to: str, subject: str, text: str, html: str | None = None, attachments: Iterable[Attachment] = ()
+    to: str,
+    subject: str,
+    text: str,
+    html: str | None = None,
+    attachments: Iterable[Attachment] = (),
+    message_id: str | None = None,
 ) -> EmailMessage:
     config = current_app.config
     sender = config.get("MAIL_SENDER") or "Attendwise <no-reply@attendwise.invalid>"
@@ -44,7 +49,7 @@ def build_message(
     message["To"] = to
     message["Subject"] = subject
     message["Date"] = formatdate(localtime=False, usegmt=True)
-    message["Message-ID"] = make_msgid(domain=domain)
+    message["Message-ID"] = message_id or make_msgid(domain=domain)
     message.set_content(text)
     if html is not None:
         message.add_alternative(html, subtype="html")
@@ -57,10 +62,16 @@ def build_message(
 
 
 def send_email(
-    to: str, subject: str, text: str, html: str | None = None, attachments: Iterable[Attachment] = ()
+    to: str,
+    subject: str,
+    text: str,
+    html: str | None = None,
+    attachments: Iterable[Attachment] = (),
+    message_id: str | None = None,
 ) -> str:
-    """Send one message and return its Message-ID."""
-    message = build_message(to, subject, text, html, attachments)
+    """Send one message and return its Message-ID (``message_id`` if the caller chose one,
+    e.g. derived from a letter's idempotency key so a send can be reconciled)."""
+    message = build_message(to, subject, text, html, attachments, message_id)
     message_id = str(message["Message-ID"])
     config = current_app.config
     server = config.get("MAIL_SERVER") or ""

@@ -1,0 +1,105 @@
+"""Letter jobs: render, send, and the sweeper that finds letters whose job was lost.
+
+RQ may lose a job (Redis restart, a killed worker); the letter row never is. Every
+:data:`SWEEP_EVERY` seconds the sweeper, per school:
+
+* re-queues the render of letters ``queued`` (or stuck ``rendering``) for over
+  :data:`STUCK_AFTER` — rendering has no outside effect, so doing it again is safe;
+* re-queues the send of emails ``rendered`` or ``retry`` whose send job is overdue;
+* reconciles emails stuck in ``sending``: SMTP offers no way to ask whether a message was
+  accepted, so such a letter is never resent automatically. It is marked ``failed`` with
+  "delivery uncertain" and its Message-ID, for a person to check and resend
+  (:func:`attendwise.letters.services.resend`). That is the price of never sending twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import or_, select
+
+from attendwise.letters import services
+from attendwise.letters.models import Channel, Letter, LetterStatus
+from attendwise.platform import audit, jobs, tenancy
+from attendwise.platform.db import db, utcnow
+
+SWEEP_EVERY = 300  # seconds
+STUCK_AFTER = dt.timedelta(minutes=10)
+SENDING_TIMEOUT = dt.timedelta(minutes=15)
+
+
+def render_letter(letter_id: int) -> bool:
+    return services.render_letter(db.session(), letter_id)
+
+
+def send_letter(letter_id: int) -> bool:
+    return services.send_letter(db.session(), letter_id)
+
+
+def sweep() -> list[int]:
+    """Periodic (system context): one sweep job per school."""
+    return jobs.fan_out(sweep_school, queue="letters")
+
+
+def sweep_school(now: str | None = None) -> dict[str, int]:
+    """Re-queue or reconcile this school's stuck letters; returns counts by what was done."""
+    session = db.session()
+    org_id = tenancy.require().org_id
+    moment = dt.datetime.fromisoformat(now) if now else utcnow()
+    counts = {"render": 0, "send": 0, "uncertain": 0}
+    stale = moment - STUCK_AFTER
+    stuck = session.scalars(
+        select(Letter).where(
+            Letter.org_id == org_id,
+            Letter.updated_at < stale,
+            or_(
+                Letter.status.in_([LetterStatus.QUEUED.value, LetterStatus.RENDERING.value]),
+                (Letter.channel == Channel.EMAIL.value)
+                & Letter.status.in_([LetterStatus.RENDERED.value, LetterStatus.RETRY.value]),
+            ),
+        )
+    ).all()
+    for letter in stuck:
+        if letter.status in (LetterStatus.QUEUED, LetterStatus.RENDERING):
+            if letter.status == LetterStatus.RENDERING:
+                services._claim(session, letter.id, [LetterStatus.RENDERING.value], LetterStatus.QUEUED.value)
+            jobs.enqueue(render_letter, letter.id, org_id=org_id, queue="pdf", job_timeout=120)
+            counts["render"] += 1
+        else:
+            services.enqueue_send(session, letter)
+            counts["send"] += 1
+    uncertain = session.scalars(
+        select(Letter).where(
+            Letter.org_id == org_id,
+            Letter.status == LetterStatus.SENDING.value,
+            Letter.sending_started_at < moment - SENDING_TIMEOUT,
+        )
+    ).all()
+    for letter in uncertain:
+        error = (
+            "delivery uncertain: the worker stopped while handing this email to the mail server "
+            f"(Message-ID {letter.provider_message_id}). Check the mail server's log before resending."
+        )
+        if services._claim(
+            session, letter.id, [LetterStatus.SENDING.value], LetterStatus.FAILED.value, error=error
+        ):
+            audit.record(
+                session,
+                org_id=org_id,
+                action="letter.delivery_uncertain",
+                object_type="letter",
+                object_id=letter.id,
+                pupil_id=letter.pupil_id,
+            )
+            counts["uncertain"] += 1
+    return counts
+
+
+PERIODIC = (
+    jobs.Periodic(
+        name="letters.sweep",
+        func="attendwise.letters.jobs.sweep",
+        queue="letters",
+        interval=SWEEP_EVERY,
+    ),
+)

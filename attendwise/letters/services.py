@@ -1,0 +1,524 @@
+"""Letters from queue to delivery; the letter row in the database is the record of truth.
+
+Lifecycle: ``queued`` → (render job) ``rendering`` → ``rendered`` → email: (send job)
+``sending`` → ``sent`` (or ``retry`` after a refused hand-over, ``failed`` after
+:data:`MAX_ATTEMPTS`); post: printed in a batch, then ``posted`` with the certificate of
+posting. Every step claims the row with a conditional UPDATE, so a job run twice, or by two
+workers, acts once. The ``sending`` claim (with the Message-ID the email will carry) is
+committed *before* the mail server is contacted: a worker that dies mid-send leaves the
+letter ``sending``, and the sweeper never resends it blindly (see :mod:`.jobs`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from attendwise.letters import context as letter_context
+from attendwise.letters import hooks, render, storage
+from attendwise.letters.models import (
+    Channel,
+    Document,
+    EmailMode,
+    Letter,
+    LetterSettings,
+    LetterStatus,
+    LetterTemplate,
+    PostBatch,
+)
+from attendwise.platform import audit, jobs
+from attendwise.platform.db import sync_tenant, utcnow
+from attendwise.platform.mail import MailError, send_email
+
+MAX_ATTEMPTS = 5
+
+# Letters the law (or the school's policy) requires to reach each parent with parental
+# responsibility separately: warnings of legal action and invitations to all parents.
+ONE_PER_PARENT = frozenset(
+    {
+        "dormston-stage-3",
+        "dothill-final-warning",
+        "pa-plan-invitation",
+        "pa-plan-copy",
+        "pa-referral-notice",
+        "spetisbury-stage-3",
+    }
+)
+
+
+class LetterError(ValueError):
+    """The letter cannot be made or sent as asked (the message says why)."""
+
+
+# ---- templates -----------------------------------------------------------------------------
+
+
+def template_source(session: Session, org_id: int, key: str) -> tuple[str, int]:
+    """The school's newest saved version of ``key``, or the default (version 0)."""
+    own = session.scalar(
+        select(LetterTemplate)
+        .where(LetterTemplate.org_id == org_id, LetterTemplate.key == key)
+        .order_by(LetterTemplate.version.desc())
+        .limit(1)
+    )
+    if own is not None:
+        return own.source, own.version
+    try:
+        return render.default_source(key), 0
+    except render.LetterTemplateError as exc:
+        raise LetterError(str(exc)) from exc
+
+
+def save_template(session: Session, org_id: int, key: str, source: str, *, user_id: int | None) -> int:
+    """Save a new version of the school's copy of ``key`` after proving it renders; returns the version."""
+    if key not in render.default_keys():
+        raise LetterError(f"there is no letter {key!r} to copy")
+    render.render_html(source, letter_context.sample())
+    latest = session.scalar(
+        select(func.max(LetterTemplate.version)).where(
+            LetterTemplate.org_id == org_id, LetterTemplate.key == key
+        )
+    )
+    version = int(latest or 0) + 1
+    session.add(
+        LetterTemplate(org_id=org_id, key=key, version=version, source=source, created_by_user_id=user_id)
+    )
+    session.flush()
+    return version
+
+
+def assets_for(session: Session, org_id: int) -> dict[str, render.Asset]:
+    settings = session.scalar(select(LetterSettings).where(LetterSettings.org_id == org_id))
+    assets: dict[str, render.Asset] = {}
+    if settings is not None and settings.logo and settings.logo_mime:
+        assets["logo"] = (settings.logo, settings.logo_mime)
+    if settings is not None and settings.signature and settings.signature_mime:
+        assets["signature"] = (settings.signature, settings.signature_mime)
+    return assets
+
+
+# ---- queueing ------------------------------------------------------------------------------
+
+
+def _recipients(
+    session: Session, org_id: int, pupil_id: int, key: str, contact_ids: Sequence[int] | None
+) -> list[dict[str, Any]]:
+    from attendwise.attendance.models import Contact, PupilContact
+
+    query = (
+        select(PupilContact, Contact)
+        .join(Contact, Contact.id == PupilContact.contact_id)
+        .where(PupilContact.org_id == org_id, PupilContact.pupil_id == pupil_id)
+        .order_by(PupilContact.priority, PupilContact.id)
+    )
+    if contact_ids is not None:
+        query = query.where(PupilContact.contact_id.in_(contact_ids))
+    else:
+        query = query.where(PupilContact.parental_responsibility.is_(True))
+    rows = session.execute(query).all()
+    if contact_ids is not None and len(rows) != len(set(contact_ids)):
+        missing = set(contact_ids) - {contact.id for _, contact in rows}
+        raise LetterError(f"contacts {sorted(missing)} are not contacts of pupil {pupil_id}")
+    if not rows:
+        raise LetterError(f"pupil {pupil_id} has no contact with parental responsibility to write to")
+    if contact_ids is None and key not in ONE_PER_PARENT:
+        rows = rows[:1]
+    out = []
+    for link, contact in rows:
+        title = (contact.title or "").strip()
+        name = " ".join(part for part in (title, contact.forename, contact.surname) if part)
+        out.append(
+            {
+                "contact_id": contact.id,
+                "name": name,
+                "salutation": f"{title} {contact.surname}"
+                if title
+                else f"{contact.forename} {contact.surname}",
+                "relationship": link.relationship_to_pupil,
+                "address_lines": [*contact.address_lines, *([contact.postcode] if contact.postcode else [])],
+                "email": contact.emails[0] if contact.emails else None,
+            }
+        )
+    return out
+
+
+def queue_letter(  # noqa: PLR0917 - the positional signature casework calls
+    session: Session,
+    org_id: int,
+    pupil_id: int,
+    template_key: str,
+    context_extra: Mapping[str, Any] | None = None,
+    recipients: Sequence[int] | None = None,
+    *,
+    case_id: int | None = None,
+    channel: str = Channel.POST.value,
+    idempotency_key: str | None = None,
+    on: dt.date | None = None,
+) -> list[int]:
+    """Queue ``template_key`` about a pupil, one letter per recipient; returns the letter ids.
+
+    ``recipients`` are contact ids; ``None`` means the first contact with parental
+    responsibility, or every one of them for :data:`ONE_PER_PARENT` letters.
+    ``context_extra`` adds merge fields (``meeting``, ``plan``, ``stage``, ``message``,
+    ``dates``). Queueing the same letter again (same key, pupil, recipient, case and day, or
+    the same ``idempotency_key``) returns the existing letter instead of a second one.
+    """
+    if channel not in {c.value for c in Channel}:
+        raise LetterError(f"channel must be 'email' or 'post', not {channel!r}")
+    source, version = template_source(session, org_id, template_key)
+    day = on or utcnow().date()
+    ids = []
+    for recipient in _recipients(session, org_id, pupil_id, template_key, recipients):
+        if channel == Channel.EMAIL and not recipient["email"]:
+            raise LetterError(f"{recipient['name']} has no email address: send this letter by post")
+        key = (
+            f"{idempotency_key}:{recipient['contact_id']}"
+            if idempotency_key
+            else f"{org_id}:{pupil_id}:{template_key}:{recipient['contact_id']}:{case_id or '-'}:{day:%Y%m%d}"
+        )
+        existing = session.scalar(select(Letter.id).where(Letter.idempotency_key == key))
+        if existing is not None:
+            ids.append(existing)
+            continue
+        merge = letter_context.build(session, org_id, pupil_id, recipient, extra=context_extra, on=on)
+        render.render_html(source, merge)
+        letter = Letter(
+            org_id=org_id,
+            pupil_id=pupil_id,
+            case_id=case_id,
+            template_key=template_key,
+            template_version=version,
+            recipient_contact_id=recipient["contact_id"],
+            recipient_name=recipient["name"][:200],
+            recipient_email=recipient["email"],
+            channel=channel,
+            status=LetterStatus.QUEUED.value,
+            idempotency_key=key,
+            context=merge,
+        )
+        session.add(letter)
+        session.flush()
+        ids.append(letter.id)
+        jobs.enqueue(
+            "attendwise.letters.jobs.render_letter", letter.id, org_id=org_id, queue="pdf", job_timeout=120
+        )
+    return ids
+
+
+# ---- rendering -----------------------------------------------------------------------------
+
+
+def _claim(
+    session: Session, letter_id: int, from_statuses: Sequence[str], to_status: str, **values: Any
+) -> bool:
+    """The conditional UPDATE every step goes through: True if this caller now owns the step."""
+    sync_tenant(session)
+    result = session.execute(
+        update(Letter)
+        .where(Letter.id == letter_id, Letter.status.in_(list(from_statuses)))
+        .values(status=to_status, updated_at=utcnow(), **values)
+        .execution_options(synchronize_session=False)
+    )
+    claimed = bool(result.rowcount)  # type: ignore[attr-defined]
+    if claimed:
+        session.expire_all()
+    return claimed
+
+
+def store_document(
+    session: Session, org_id: int, pdf: bytes, html: str, *, kind: str, title: str, pupil_id: int | None
+) -> Document:
+    sha256 = storage.store().put(org_id, pdf, html)
+    document = session.scalar(select(Document).where(Document.org_id == org_id, Document.sha256 == sha256))
+    if document is None:
+        document = Document(
+            org_id=org_id, sha256=sha256, size=len(pdf), kind=kind, title=title[:200], pupil_id=pupil_id
+        )
+        session.add(document)
+        session.flush()
+    return document
+
+
+def _letter_source(session: Session, letter: Letter) -> str:
+    if letter.template_version == 0:
+        return render.default_source(letter.template_key)
+    own = session.scalar(
+        select(LetterTemplate).where(
+            LetterTemplate.org_id == letter.org_id,
+            LetterTemplate.key == letter.template_key,
+            LetterTemplate.version == letter.template_version,
+        )
+    )
+    if own is None:
+        raise LetterError(f"version {letter.template_version} of {letter.template_key!r} is missing")
+    return own.source
+
+
+def render_letter(session: Session, letter_id: int) -> bool:
+    """Render a queued letter to a stored PDF. False if another run already did (or is doing) it."""
+    if not _claim(session, letter_id, [LetterStatus.QUEUED.value], LetterStatus.RENDERING.value):
+        return False
+    letter = session.get(Letter, letter_id)
+    assert letter is not None
+    try:
+        html = render.render_html(_letter_source(session, letter), letter.context)
+        pdf = render.render_pdf(html, assets_for(session, letter.org_id))
+    except (render.LetterTemplateError, render.RenderError, LetterError) as exc:
+        letter.status = LetterStatus.FAILED.value
+        letter.error = f"could not render: {exc}"[:500]
+        session.flush()
+        return False
+    document = store_document(
+        session,
+        letter.org_id,
+        pdf,
+        html,
+        kind="letter",
+        title=f"{letter.template_key} to {letter.recipient_name}",
+        pupil_id=letter.pupil_id,
+    )
+    letter.document_id = document.id
+    letter.status = LetterStatus.RENDERED.value
+    letter.rendered_at = utcnow()
+    session.flush()
+    if letter.channel == Channel.EMAIL:
+        enqueue_send(session, letter)
+    return True
+
+
+def enqueue_send(session: Session, letter: Letter) -> None:
+    jobs.enqueue(
+        "attendwise.letters.jobs.send_letter",
+        letter.id,
+        org_id=letter.org_id,
+        queue="letters",
+        job_timeout=120,
+        session=session,
+    )
+
+
+# ---- email -------------------------------------------------------------------------------
+
+
+def message_id_for(letter: Letter) -> str:
+    digest = hashlib.sha256(letter.idempotency_key.encode()).hexdigest()[:24]
+    return f"<letter-{letter.id}-{digest}@attendwise.invalid>"
+
+
+def _email_text(letter: Letter, mode: str, link: str | None) -> str:
+    merge: Mapping[str, Any] = letter.context
+    school = merge["school"]["name"]
+    pupil = merge["pupil"]["name"]
+    lines = [
+        f"Dear {merge['recipient']['salutation']},",
+        "",
+        f"Please find a letter from {school} about {pupil}.",
+    ]
+    if mode == EmailMode.LINK and link:
+        lines += ["", f"You can read and download it here (the link works for 30 days): {link}"]
+    else:
+        lines += ["", "The letter is attached as a PDF."]
+    lines += ["", "If you have any questions, please contact the school.", "", school]
+    return "\n".join(lines)
+
+
+def send_letter(session: Session, letter_id: int) -> bool:
+    """Email a rendered letter exactly once. False if it was not ours to send."""
+    letter = session.get(Letter, letter_id)
+    if letter is None or letter.channel != Channel.EMAIL:
+        return False
+    message_id = message_id_for(letter)
+    if not _claim(
+        session,
+        letter_id,
+        [LetterStatus.RENDERED.value, LetterStatus.RETRY.value],
+        LetterStatus.SENDING.value,
+        attempts=Letter.attempts + 1,
+        sending_started_at=utcnow(),
+        provider_message_id=message_id,
+    ):
+        return False
+    audit.record(
+        session,
+        org_id=letter.org_id,
+        action="letter.sending",
+        object_type="letter",
+        object_id=letter.id,
+        pupil_id=letter.pupil_id,
+    )
+    session.commit()  # the claim and the Message-ID are on record before the mail server hears of it
+    letter = session.get(Letter, letter_id)
+    assert letter is not None
+    assert letter.document_id is not None
+    assert letter.recipient_email
+    document = session.get(Document, letter.document_id)
+    assert document is not None
+    settings = session.scalar(select(LetterSettings).where(LetterSettings.org_id == letter.org_id))
+    mode = settings.email_mode if settings else EmailMode.ATTACH.value
+    link = download_link(letter) if mode == EmailMode.LINK else None
+    attachments = []
+    if mode != EmailMode.LINK:
+        pdf = storage.store().get_pdf(letter.org_id, document.sha256)
+        attachments.append((f"letter-{letter.id}.pdf", pdf, "application/pdf"))
+    subject = f"A letter from {letter.context['school']['name']} about {letter.context['pupil']['name']}"
+    try:
+        sent_id = send_email(
+            letter.recipient_email,
+            subject[:200],
+            _email_text(letter, mode, link),
+            attachments=attachments,
+            message_id=message_id,
+        )
+    except MailError as exc:
+        failed = letter.attempts >= MAX_ATTEMPTS
+        letter.status = (LetterStatus.FAILED if failed else LetterStatus.RETRY).value
+        letter.error = str(exc)[:500]
+        session.flush()
+        return False
+    letter.status = LetterStatus.SENT.value
+    letter.provider_message_id = sent_id
+    letter.sent_at = utcnow()
+    letter.error = None
+    session.flush()
+    _delivered(session, letter)
+    return True
+
+
+def download_link(letter: Letter) -> str:
+    from itsdangerous import URLSafeTimedSerializer
+
+    token = URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="letter-download").dumps(
+        [letter.org_id, letter.id]
+    )
+    return f"{current_app.config['BASE_URL'].rstrip('/')}/letters/d/{token}"
+
+
+def _delivered(session: Session, letter: Letter) -> None:
+    hooks.delivered(
+        session,
+        hooks.LetterDelivered(
+            org_id=letter.org_id,
+            letter_id=letter.id,
+            pupil_id=letter.pupil_id,
+            case_id=letter.case_id,
+            template_key=letter.template_key,
+            channel=letter.channel,
+            recipient_name=letter.recipient_name,
+            recipient_contact_id=letter.recipient_contact_id,
+            at=letter.sent_at or letter.posted_at or utcnow(),
+        ),
+    )
+
+
+# ---- post ----------------------------------------------------------------------------------
+
+
+def print_batch(session: Session, org_id: int, letter_ids: Sequence[int] | None = None) -> int:
+    """Merge rendered, unbatched post letters into one PDF for printing; returns the batch id."""
+    from pypdf import PdfWriter
+
+    query = select(Letter).where(
+        Letter.org_id == org_id,
+        Letter.channel == Channel.POST.value,
+        Letter.status == LetterStatus.RENDERED.value,
+        Letter.post_batch_id.is_(None),
+    )
+    if letter_ids is not None:
+        query = query.where(Letter.id.in_(letter_ids))
+    letters = session.scalars(query.order_by(Letter.id)).all()
+    if not letters:
+        raise LetterError("there are no rendered letters waiting to be printed")
+    writer = PdfWriter()
+    store = storage.store()
+    for letter in letters:
+        document = session.get(Document, letter.document_id)
+        assert document is not None
+        writer.append(io.BytesIO(store.get_pdf(org_id, document.sha256)))
+    out = io.BytesIO()
+    writer.write(out)
+    listing = "\n".join(f"{letter.id}\t{letter.template_key}\t{letter.recipient_name}" for letter in letters)
+    document = store_document(
+        session,
+        org_id,
+        out.getvalue(),
+        listing,
+        kind="post_batch",
+        title=f"{len(letters)} letters for printing",
+        pupil_id=None,
+    )
+    batch = PostBatch(org_id=org_id, document_id=document.id)
+    session.add(batch)
+    session.flush()
+    for letter in letters:
+        letter.post_batch_id = batch.id
+    session.flush()
+    return batch.id
+
+
+def mark_posted(
+    session: Session,
+    org_id: int,
+    batch_id: int,
+    *,
+    posted_on: dt.date,
+    certificate_of_posting: str,
+    user_id: int | None,
+) -> int:
+    """Record a printed batch as posted (with the Post Office certificate reference); returns
+    how many letters this call marked (0 if the batch was already posted)."""
+    batch = session.scalar(select(PostBatch).where(PostBatch.id == batch_id, PostBatch.org_id == org_id))
+    if batch is None:
+        raise LetterError(f"there is no print batch {batch_id}")
+    if not certificate_of_posting.strip():
+        raise LetterError("enter the certificate of posting reference")
+    marked = 0
+    for letter_id in session.scalars(select(Letter.id).where(Letter.post_batch_id == batch.id)).all():
+        if _claim(
+            session, letter_id, [LetterStatus.RENDERED.value], LetterStatus.POSTED.value, posted_at=utcnow()
+        ):
+            marked += 1
+            letter = session.get(Letter, letter_id)
+            assert letter is not None
+            audit.record(
+                session,
+                org_id=org_id,
+                action="letter.posted",
+                object_type="letter",
+                object_id=letter.id,
+                pupil_id=letter.pupil_id,
+            )
+            _delivered(session, letter)
+    if marked:
+        batch.posted_on = posted_on
+        batch.certificate_of_posting = certificate_of_posting.strip()[:200]
+        batch.posted_by_user_id = user_id
+        session.flush()
+    return marked
+
+
+def resend(session: Session, org_id: int, letter_id: int) -> bool:
+    """A person checked a failed email (e.g. delivery uncertain) and asks for it to go again."""
+    letter = session.scalar(select(Letter).where(Letter.id == letter_id, Letter.org_id == org_id))
+    if letter is None or letter.channel != Channel.EMAIL or letter.document_id is None:
+        return False
+    if not _claim(session, letter_id, [LetterStatus.FAILED.value], LetterStatus.RETRY.value, error=None):
+        return False
+    audit.record(
+        session,
+        org_id=org_id,
+        action="letter.resend",
+        object_type="letter",
+        object_id=letter_id,
+        pupil_id=letter.pupil_id,
+    )
+    letter = session.get(Letter, letter_id)
+    assert letter is not None
+    enqueue_send(session, letter)
+    return True
