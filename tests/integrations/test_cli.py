@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from attendwise.attendance.calendar import SchoolCalendar
@@ -209,5 +210,50 @@ def test_import_on_postgresql_as_the_application_role(tmp_path: Path) -> None:
             "ATTENDWISE_MIGRATION_DATABASE_URL": pg_url(name),
         }
         check_second_changes_nothing(*import_twice(tmp_path, env))
+    finally:
+        drop_pg_database(name)
+
+
+@pytest.mark.skipif(not USE_POSTGRES, reason="runs when the suite uses PostgreSQL")
+def test_two_imports_of_one_school_at_once_leave_no_duplicates(tmp_path: Path) -> None:
+    name = f"attendwise_cli_race_{os.getpid()}"
+    create_pg_database(name)
+    try:
+        env = {
+            **os.environ,
+            "ATTENDWISE_DATA_DIR": str(tmp_path),
+            "ATTENDWISE_DATABASE_URL": pg_url(name, APP_ROLE),
+            "ATTENDWISE_MIGRATION_DATABASE_URL": pg_url(name),
+        }
+        subprocess.run([sys.executable, "-c", SETUP], env=env, check=True, timeout=240, capture_output=True)
+        calendar = SchoolCalendar.england_default(2025)
+        start, end = dt.date(2025, 9, 1), dt.date(2025, 10, 17)
+        closed = [
+            d for d in (start + dt.timedelta(days=i) for i in range(47)) if not calendar.is_school_day(d)
+        ]
+        made = gen.random_pupils(8, seed=24, start=start, end=end, closed=closed)
+        path = gen.write(tmp_path / "school.xml", made)
+        command = [ATTENDWISE, "import", "ctf", str(path), "--school", "113470", "--format", "json"]
+
+        running = [
+            subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            for _ in range(2)
+        ]
+        finished = [(p.wait(timeout=240), *p.communicate()) for p in running]
+
+        succeeded = [json.loads(out) for code, out, _err in finished if code == 0]
+        refused = [err for code, _out, err in finished if code != 0]
+        assert succeeded
+        assert all("sync of this school has been running since" in err for err in refused)
+        people = {(c.forename, c.surname) for p in made for c in p.contacts}  # no postcodes: one each
+        records = len(made) + len(people) + sum(len(p.marks()) for p in made)
+        assert sum(run["created"] for run in succeeded) == records
+        with psycopg.connect(pg_url(name).replace("+psycopg", "")) as conn:
+            pupils = conn.execute("SELECT count(*), count(DISTINCT upn) FROM pupils").fetchone()
+            years = conn.execute("SELECT count(*) FROM pupil_mark_years").fetchone()
+            running_runs = conn.execute("SELECT count(*) FROM sync_runs WHERE status = 'running'").fetchone()
+        assert pupils == (len(made), len(made))
+        assert years == (len(made),)
+        assert running_runs == (0,)
     finally:
         drop_pg_database(name)
