@@ -331,7 +331,7 @@ def _generic(table: sa.Table) -> Make:
     def make(world: World, side: Side) -> Any:
         with tenancy.system_context("route matrix: build a test object"):
             sync_tenant(world.session)
-            row = world.builder.insert(table, side.school.id)
+            row = RowBuilder(world.session.connection(), canary=side.canary).insert(table, side.school.id)
         (pk,) = table.primary_key.columns
         return row[pk.name]
 

@@ -300,7 +300,7 @@ def _problem(principal: Principal, case: RouteCase, scope: str, resp: TestRespon
     return _expect_access(resp)
 
 
-def _leaks(m: Matrix, principal: Principal, scope_sides: list[Side], resp: TestResponse) -> list[str]:
+def _leaks(principal: Principal, scope_sides: list[Side], resp: TestResponse) -> list[str]:
     body = resp.get_data(as_text=True)
     found = []
     for side in scope_sides:
@@ -313,6 +313,12 @@ def _leaks(m: Matrix, principal: Principal, scope_sides: list[Side], resp: TestR
         if side.marker in body and Perm.PLATFORM_ADMIN not in principal.role.perms:
             found.append(f"side {side.name}'s organisation names")
     return found
+
+
+# Anonymous requests are scanned for leaks like a school role's.
+ROLELESS = Principal(
+    RoleDef("anonymous", "Anonymous", OrgKind.SCHOOL, frozenset()), user_id=0, org_id=0, cookie="", csrf=""
+)
 
 
 @pytest.fixture(scope="module")
@@ -354,23 +360,16 @@ def test_route(case: RouteCase, matrix: Matrix, tally: Counter[str]):
     sides = matrix.world.sides
     own_url = _url(matrix, case, sides["A"])
     resp = _request(matrix, case, own_url, matrix.anonymous[0], matrix.anonymous[1])
-    record(
-        "anonymous", "anonymous", _anonymous_problem(case, resp), _leaks(matrix, ROLELESS, [sides["B"]], resp)
-    )
+    record("anonymous", "anonymous", _anonymous_problem(case, resp), _leaks(ROLELESS, [sides["B"]], resp))
     has_objects = any(factory_for(n, case.endpoint).tenant_object for n in case.arguments)
     scopes = [("own", sides["A"])] + ([("sibling", sides["C"]), ("other", sides["B"])] if has_objects else [])
     for scope, side in scopes:
         url = own_url if scope == "own" else _url(matrix, case, side)
         for principal in matrix.principals:
             resp = _request(matrix, case, url, principal.cookie, principal.csrf)
-            leaks = _leaks(matrix, principal, [sides["B"], sides["C"]], resp)
+            leaks = _leaks(principal, [sides["B"], sides["C"]], resp)
             record(principal.role.key, scope, _problem(principal, case, scope, resp), leaks)
     assert not problems, f"{case}:\n  " + "\n  ".join(problems)
-
-
-ROLELESS = Principal(
-    RoleDef("anonymous", "Anonymous", OrgKind.SCHOOL, frozenset()), user_id=0, org_id=0, cookie="", csrf=""
-)
 
 
 def test_every_route_in_the_running_app_is_in_the_matrix(app):
