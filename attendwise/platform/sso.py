@@ -233,8 +233,24 @@ def start() -> Any:
         if errors:
             return render_template("platform/sso_start.html", errors=errors, email=email), 400
         assert provider is not None
-        return _begin(provider)
+        # The page's CSP (form-action 'self') stops a form from being redirected to another
+        # site, so the browser continues to the provider from a same-site page instead.
+        begin = url_for("sso.begin", org_id=provider.org_id, next=request.args.get("next"))
+        return render_template(
+            "platform/sso_continue.html", url=begin, title="Continuing to your sign-in page"
+        )
     return render_template("platform/sso_start.html", errors=errors, email=email)
+
+
+@bp.get("/auth/sso/begin/<int:org_id>")
+@auth.public
+def begin(org_id: int) -> Any:
+    provider = provider_for_org(org_id)
+    if provider is None or not provider.enabled:
+        return _refused(
+            "Your organisation does not sign in with its own account. Sign in with your password."
+        )
+    return _begin(provider)
 
 
 def _begin(provider: SsoProvider) -> Any:
@@ -424,9 +440,32 @@ def _logout_url(provider: SsoProvider, id_token: str) -> str | None:
 
 
 def end_session_url() -> str | None:
-    """Where sign-out sends the browser next: the provider's end-session page, when it has one."""
+    """The provider's end-session URL for this session, when it offers one."""
     value = session.get(LOGOUT_KEY)
     return value if isinstance(value, str) else None
+
+
+def continue_sign_out(provider_logout: str | None) -> str | None:
+    """After the session has ended: where to go to end the provider's session too.
+
+    The sign-out form may only go to this site (CSP form-action), so the fresh session holds the
+    provider's URL and a same-site page sends the browser on.
+    """
+    if not provider_logout:
+        return None
+    session[LOGOUT_KEY] = provider_logout
+    return url_for("sso.signed_out")
+
+
+@bp.get("/auth/sso/signed-out")
+@auth.public
+def signed_out() -> Any:
+    url = session.pop(LOGOUT_KEY, None)
+    if not isinstance(url, str):
+        return redirect(url_for("auth.login"))
+    return render_template(
+        "platform/sso_continue.html", url=url, title="Signing you out of your organisation"
+    )
 
 
 # ---- settings for an organisation admin --------------------------------------------------------
@@ -553,4 +592,7 @@ def record_change(session: OrmSession, provider: SsoProvider, action: str, *, se
 
 
 def register(app: Flask) -> None:
+    from attendwise.platform.web import register_nav
+
     app.register_blueprint(bp)
+    register_nav(endpoint="sso.settings", label="Single sign-on", perm=Perm.ORG_SETTINGS, order=95)

@@ -195,7 +195,7 @@ def logout() -> Any:
     if user_id:
         _log_auth("logout", user_id=user_id, provider_logout=provider_logout is not None)
     flash("You have signed out.")
-    return redirect(provider_logout or url_for("auth.login"))
+    return redirect(sso.continue_sign_out(provider_logout) or url_for("auth.login"))
 
 
 @bp.post("/switch")

@@ -206,6 +206,16 @@ def start_real_provider(redirect_uri: str, post_logout_uri: str, users: dict[str
         if line.startswith("listening "):
             threading.Thread(target=process.stdout.read, daemon=True).start()
             return process, RealProvider(issuer=line.split()[1], users=users)
-    process.kill()
-    process.wait(timeout=5)
+    stop_real_provider(process)
     pytest.fail("the test OpenID provider did not start:\n" + "".join(seen))
+
+
+def stop_real_provider(process: subprocess.Popen[str]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+    if process.stdout is not None:
+        process.stdout.close()

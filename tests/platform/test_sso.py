@@ -6,7 +6,9 @@ test plays the browser, following the authorization redirect by hand.
 
 from __future__ import annotations
 
+import html
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -55,10 +57,20 @@ def sso(db_session: Any, school: Organisation, crafted_provider: CraftedProvider
 def start(
     client: FlaskClient, email: str = "sam@school.test", next_path: str | None = None
 ) -> dict[str, str]:
+    """Enter the email address, follow the same-site continue page, and read the provider redirect."""
     path = "/auth/sso" + (f"?next={next_path}" if next_path else "")
-    response = client.post(path, data={"email": email, "csrf_token": csrf_token(client, "/auth/sso")})
+    page = client.post(path, data={"email": email, "csrf_token": csrf_token(client, "/auth/sso")})
+    assert page.status_code == 200, page.get_data(as_text=True)
+    begin = continue_url(page.get_data(as_text=True))
+    response = client.get(begin)
     assert response.status_code == 302, response.get_data(as_text=True)
     return authorize_params(response.headers["Location"])
+
+
+def continue_url(body: str) -> str:
+    match = re.search(r'<meta http-equiv="refresh" content="0; url=([^"]+)">', body)
+    assert match, "no continue page"
+    return html.unescape(match.group(1))
 
 
 def finish(
@@ -262,12 +274,14 @@ def test_sign_out_continues_to_the_providers_end_session_endpoint(
     id_token = crafted_provider.sign(crafted_provider.claims(params["nonce"]))
     finish(client, crafted_provider, params, id_token)
     response = client.post("/auth/logout", data={"csrf_token": csrf_token(client, "/account")})
-    location = response.headers["Location"]
+    assert response.headers["Location"] == "/auth/sso/signed-out"
+    assert client.get("/account").status_code == 302  # signed out of Attendwise already
+    location = continue_url(client.get("/auth/sso/signed-out").get_data(as_text=True))
     assert location.startswith(crafted_provider.url + "/logout?")
     sent = authorize_params(location)
     assert sent["id_token_hint"] == id_token
     assert sent["post_logout_redirect_uri"] == "http://attendwise.test/auth/login"
-    assert client.get("/account").status_code == 302
+    assert client.get("/auth/sso/signed-out").headers["Location"] == "/auth/login"  # shown once
 
 
 def test_sso_required_refuses_the_password(
