@@ -1,7 +1,7 @@
 """Read helpers for casework pages and the API: the worklist and a case with everything on it.
 
-The worklist is one query for tasks (their pupils joined in the same statement) and one for the
-stages of the cases they belong to, however many cases the school has: no query per row.
+The worklist is one query (tasks with their pupils' names and their cases' stages joined), read as
+plain rows, however many cases the school has: no query and no ORM object per row.
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from attendwise.attendance.models import PupilContact
+from attendwise.attendance.models import Pupil, PupilContact
 from attendwise.casework.models import (
     ActionPlan,
     Case,
@@ -21,22 +21,35 @@ from attendwise.casework.models import (
     Meeting,
     SupportRecord,
     Task,
+    TaskKind,
     TaskStatus,
     TimelineEntry,
 )
 from attendwise.tenants.models import User
 
 
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """One task as the worklist shows it (plain values: no ORM objects to load per row)."""
+
+    id: int
+    case_id: int | None
+    kind: TaskKind
+    title: str
+    due_on: dt.date
+    assignee_role: str | None
+    pupil_name: str
+    stage: int | None
+
+
 @dataclass
 class Worklist:
     today: dt.date
     week_end: dt.date
-    overdue: list[Task] = field(default_factory=list)
-    due_today: list[Task] = field(default_factory=list)
-    this_week: list[Task] = field(default_factory=list)
-    signoff: list[Task] = field(default_factory=list)
-    stages: dict[int, tuple[int, str]] = field(default_factory=dict)
-    """Case id -> (stage, stage name)."""
+    overdue: list[WorkItem] = field(default_factory=list)
+    due_today: list[WorkItem] = field(default_factory=list)
+    this_week: list[WorkItem] = field(default_factory=list)
+    signoff: list[WorkItem] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -46,13 +59,29 @@ class Worklist:
 def worklist(
     session: Session, today: dt.date, *, user_id: int | None = None, role: str | None = None
 ) -> Worklist:
-    """Open tasks due by the end of this week, and steps waiting for sign-off.
+    """Open tasks due by the end of this week, and steps waiting for sign-off, in one query.
 
     With ``user_id`` (and ``role``): only tasks assigned to that person or to their role.
     """
     week_end = today + dt.timedelta(days=6 - today.weekday())
+    forename = func.coalesce(Pupil.preferred_forename, Pupil.legal_forename)
+    surname = func.coalesce(Pupil.preferred_surname, Pupil.legal_surname)
     query = (
-        select(Task)
+        select(
+            Task.id,
+            Task.case_id,
+            Task.kind,
+            Task.title,
+            Task.due_on,
+            Task.assignee_role,
+            Task.needs_signoff,
+            Task.signoff_decision,
+            forename,
+            surname,
+            Case.stage,
+        )
+        .join(Pupil, Pupil.id == Task.pupil_id)
+        .outerjoin(Case, Case.id == Task.case_id)
         .where(Task.status == TaskStatus.OPEN, or_(Task.due_on <= week_end, Task.needs_signoff.is_(True)))
         .order_by(Task.due_on, Task.id)
     )
@@ -62,24 +91,18 @@ def worklist(
             mine.append((Task.assignee_role == role) & Task.assignee_user_id.is_(None))
         query = query.where(or_(*mine))
     out = Worklist(today, week_end)
-    tasks = session.scalars(query).all()
-    for task in tasks:
-        if task.waiting_for_signoff:
-            out.signoff.append(task)
-        elif task.due_on < today:
-            out.overdue.append(task)
-        elif task.due_on == today:
-            out.due_today.append(task)
+    for tid, case_id, kind, title, due_on, role_, needs, decision, first, last, stage in session.execute(
+        query
+    ):
+        item = WorkItem(tid, case_id, kind, title, due_on, role_, f"{first} {last}", stage)
+        if needs and decision is None:
+            out.signoff.append(item)
+        elif due_on < today:
+            out.overdue.append(item)
+        elif due_on == today:
+            out.due_today.append(item)
         else:
-            out.this_week.append(task)
-    case_ids = {t.case_id for t in tasks if t.case_id is not None}
-    if case_ids:
-        out.stages = {
-            cid: (stage, name)
-            for cid, stage, name in session.execute(
-                select(Case.id, Case.stage, Case.stage_name).where(Case.id.in_(case_ids))
-            )
-        }
+            out.this_week.append(item)
     return out
 
 
