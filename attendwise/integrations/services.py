@@ -31,12 +31,15 @@ from attendwise.attendance import services as attendance
 from attendwise.attendance.models import Contact, Pupil
 from attendwise.integrations import csv_import, ctf
 from attendwise.integrations.models import CsvMapping, RunStatus, SyncFingerprint, SyncRejection, SyncRun
-from attendwise.platform import audit, tenancy
+from attendwise.platform import audit, jobs, tenancy
 from attendwise.platform.db import utcnow
 from attendwise.tenants.models import Organisation
 
 STALE_AFTER = dt.timedelta(hours=6)
 """A run still ``running`` after this long is taken to have died (its process was killed)."""
+
+EVALUATE_SCHOOL = "attendwise.casework.jobs.evaluate_school"
+"""The job that evaluates a school's pupils against its policy (casework owns it)."""
 
 SEN_STATUS = {"E": "ehcp", "K": "sen_support", "N": "none"}
 
@@ -609,7 +612,11 @@ def run_import(
     work: Callable[[], Outcome],
     user_id: int | None = None,
 ) -> SyncRun:
-    """Take the school's lock, run ``work`` in one transaction, and record the run either way."""
+    """Take the school's lock, run ``work`` in one transaction, and record the run either way.
+
+    When any mark was created or changed, the school's pupils are evaluated against its policy
+    again (the casework evaluation job, queued to run after the commit).
+    """
     with tenancy.tenant_context(school.id):
         run = start_run(session, school.id, connector=connector, source=source, user_id=user_id)
         session.commit()
@@ -617,6 +624,11 @@ def run_import(
         try:
             outcome = work()
             finish_run(session, run, outcome)
+            marks = outcome.detail.get("marks") or {}
+            if marks.get("created") or marks.get("updated"):
+                jobs.enqueue(
+                    EVALUATE_SCHOOL, school.id, org_id=school.id, queue="evaluation", session=session
+                )
             session.commit()
         except BaseException as exc:
             session.rollback()

@@ -222,3 +222,18 @@ def test_a_pupil_removed_since_the_last_import_comes_back_with_the_same_file(
 
     assert again.detail["pupils"] == {"created": 1, "updated": 0, "unchanged": 2}
     assert stored_marks(db_session, school) == {p.upn: p.marks() for p in made}
+
+
+def test_changed_marks_queue_the_schools_evaluation_and_unchanged_ones_do_not(
+    db_session: Session, school: Organisation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queued: list[tuple[object, ...]] = []
+    monkeypatch.setattr(
+        services.jobs, "enqueue", lambda func, *args, **kwargs: queued.append((func, *args, kwargs["queue"]))
+    )
+    made = pupils(2, seed=18)
+
+    run(db_session, school, made)
+    run(db_session, school, made)
+
+    assert queued == [(services.EVALUATE_SCHOOL, school.id, "evaluation")]
