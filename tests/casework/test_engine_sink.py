@@ -5,13 +5,19 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
+import numpy as np
+import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from attendwise.casework import services
 from attendwise.casework.jobs import evaluate_on
 from attendwise.casework.models import Case, CaseStatus, MeetingStatus, StageChange, Task, TaskKind
+from attendwise.casework.services import CaseworkSink
 from attendwise.platform import tenancy
+from attendwise.policies import services as policy_services
+from attendwise.policies.engine import LadderState, TransitionDecision
 from tests.casework.conftest import CaseworkSchool
 
 FRIDAYS = [dt.date(2026, 9, 4) + dt.timedelta(weeks=n) for n in range(11)]
@@ -79,3 +85,52 @@ def test_a_missed_stage_2_meeting_moves_the_case_to_stage_3_on_the_next_evaluati
     assert "meeting was missed" in case.explanation
     assert {TaskKind.MEETING, TaskKind.LETTER, TaskKind.PHONE_CALL} <= kinds
     assert history == [1, 2, 3]
+
+
+def _decision(upn: str, on: dt.date, from_stage: int, to: int, name: str) -> TransitionDecision:
+    key = f"spetisbury:{upn}:{from_stage}:{on.toordinal()}:{to}"
+    return TransitionDecision(
+        key, upn, on, from_stage, to, name, "test", f"Stage {to}: test", "spetisbury@1", "applied", None, ()
+    )
+
+
+def test_a_pupil_has_one_open_case_and_re_entering_the_ladder_opens_a_new_episode(
+    db_session: Session, casework_school: Callable[..., CaseworkSchool]
+) -> None:
+    built = casework_school(pupils=2, absent_pupils=0)
+    pupil = built.pupils[0]
+    with tenancy.tenant_context(built.school.id):
+        policy = policy_services.policy_on(policy_services.get_policy(db_session), dt.date(2026, 10, 1))
+        assert policy is not None
+        state = LadderState.initial([pupil.upn], 0)
+        counts = np.zeros((1, 7))
+        for on, (frm, to, name) in zip(
+            (dt.date(2026, 9, 11), dt.date(2026, 10, 2), dt.date(2026, 11, 6)),
+            (
+                (0, 1, "Persistent absence identified"),
+                (1, 0, "Not on a stage"),
+                (0, 1, "Persistent absence identified"),
+            ),
+            strict=True,
+        ):
+            sink = CaseworkSink(db_session, policy, {pupil.upn: pupil.id})
+            sink.transition(_decision(pupil.upn, on, frm, to, name))
+            sink.finish(state, counts)
+        cases = db_session.scalars(select(Case).where(Case.pupil_id == pupil.id).order_by(Case.episode)).all()
+        assert [(c.episode, c.status) for c in cases] == [(1, CaseStatus.CLOSED), (2, CaseStatus.OPEN)]
+        assert cases[0].closed_on == dt.date(2026, 10, 2)
+
+        db_session.add(
+            Case(
+                pupil_id=pupil.id,
+                episode=3,
+                stage=1,
+                stage_name="Persistent absence identified",
+                stage_entered_on=dt.date(2026, 11, 6),
+                ladder_entered_on=dt.date(2026, 11, 6),
+                opened_on=dt.date(2026, 11, 6),
+            )
+        )
+        with pytest.raises(IntegrityError):
+            db_session.flush()
+        db_session.rollback()

@@ -348,3 +348,27 @@ def test_a_court_warning_waits_for_the_champion_who_approves_or_declines_with_a_
     shown = client.get(f"/cases/{case_ids[1]}").get_data(as_text=True)
     assert "Declined: Sign off: move to stage 4" in shown
     assert "Family worker started this week" in shown
+
+
+def test_a_school_admin_can_run_the_policy_now_and_an_officer_cannot(
+    client: FlaskClient,
+    db_session: Session,
+    login: Callable[..., Any],
+    make_user: Callable[..., User],
+    casework_school: Callable[..., CaseworkSchool],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    built = casework_school(pupils=6, absent_pupils=2)
+    monkeypatch.setattr("attendwise.attendance.queries.today", lambda: dt.date(2026, 9, 11))
+    login(make_user(built.school, "attendance_officer"))
+    assert "Run the policy now" not in client.get("/worklist").get_data(as_text=True)
+    assert post(client, "/casework/run-now", {}, "/worklist").status_code == 403
+
+    login(make_user(built.school, "school_admin"))
+    response = post(client, "/casework/run-now", {}, "/worklist")
+    assert response.status_code == 302
+    db_session.expire_all()
+    shown = client.get("/worklist?scope=school").get_data(as_text=True)
+    assert "Phone call: Tell the parent their child is a persistent absentee" in shown
+    with tenancy.tenant_context(built.school.id):
+        assert len(db_session.scalars(select(Case)).all()) == 2
