@@ -17,7 +17,7 @@ one Friday in spring, it times
     explanation, and every recurring action due that Friday (e.g. the weekly calls and rewards),
     recorded in a sink,
 
-and prints both times (the best of two runs each, as the machine is shared) and the ratio
+and prints both times (the best of three runs each, as the machine is shared) and the ratio
 (b)/(a). Target: (b) <= 1.5 x (a).
 """
 
@@ -50,7 +50,7 @@ from attendwise.policies.engine import (
 )
 
 BEFORE = date(2025, 2, 28)
-REPEATS = 2
+REPEATS = 3
 ON = date(2025, 3, 14)
 
 
@@ -119,14 +119,17 @@ class LA:
         calendar = self.calendars[int(self.matrix.calendar_of[rows[0]])]
         first = calendar.school_weeks(self.matrix.start, on)[-weeks]
         lo, hi = (first - self.matrix.start).days, (on - self.matrix.start).days + 1
-        used, calendar_of = np.unique(self.matrix.calendar_of[rows], return_inverse=True)
+        # schools sharing one calendar object share its geometry: index the distinct calendars
+        distinct: dict[int, int] = {}
+        index = np.array([distinct.setdefault(id(c), len(distinct)) for c in self.calendars], dtype=np.int32)
+        calendars = list({id(c): c for c in self.calendars}.values())
         sub = MarkMatrix(
             first,
             self.matrix.codes[rows, 2 * lo : 2 * hi],
             [self.matrix.pupils[i] for i in rows],
-            calendar_of.astype(np.int32),
+            index[self.matrix.calendar_of[rows]],
         )
-        return compute(sub, [self.calendars[i] for i in used], Period(first, on))
+        return compute(sub, calendars, Period(first, on))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -813,6 +813,7 @@ def _evaluate(
     transitions: list[TransitionDecision] = []
     new = state.copy()
     counts = facts.counts()
+    on = facts.on
     today_words = fmt_date(facts.on)
     for index, (kind, source_stage, rule) in enumerate(rules):
         rows = np.flatnonzero(moved & (rule_of == index))
@@ -864,8 +865,10 @@ def _evaluate(
                 )
             key = f"{policy.id}:{upn}:{from_stage}:{entered}:{to}"
             actions = tuple(
-                _new_action((f"{key}:{i}", upn, facts.on, a_kind, detail, to, key, version, params, sign_off))
-                for i, (a_kind, detail, params, sign_off) in enumerate(entry)
+                [
+                    _new_action((f"{key}:{i}", upn, on, a_kind, detail, to, key, version, params, sign_off))
+                    for i, (a_kind, detail, params, sign_off) in enumerate(entry)
+                ]
             )
             transitions.append(
                 _new_transition(
