@@ -26,7 +26,7 @@ def load_config(app: Flask, settings: Settings, overrides: dict[str, Any] | None
 def init_logging(_app: Flask) -> None:
     from attendwise.platform import logging_setup
 
-    logging_setup.configure()
+    logging_setup.configure(default_level="WARNING")
 
 
 def init_observability(app: Flask) -> None:

@@ -118,6 +118,9 @@ def register_cli(app: Flask) -> None:
     for module in modules("cli"):
         for command in getattr(module, "COMMANDS", ()):
             app.cli.add_command(command)
+    from attendwise.platform.transfer_cli import register as register_transfer
+
+    register_transfer(app)
 
 
 def _create_app() -> Flask:

@@ -47,7 +47,10 @@ def _redis(app: Flask) -> Any:
 
 
 def check_database(app: Flask) -> tuple[bool, str]:
-    expected = app.extensions["attendwise_health"]["heads"]
+    state = app.extensions["attendwise_health"]
+    if state.get("heads") is None:
+        state["heads"] = script_heads()
+    expected = state["heads"]
     try:
         current = frozenset(
             db.session.connection().execute(text("SELECT version_num FROM alembic_version")).scalars()
@@ -99,6 +102,6 @@ def metrics_page() -> Response:
 
 
 def register(app: Flask) -> None:
-    app.extensions["attendwise_health"] = {"heads": script_heads(), "redis": None}
+    app.extensions["attendwise_health"] = {"heads": None, "redis": None}
     metrics.init_app(app)
     app.register_blueprint(bp)

@@ -77,11 +77,14 @@ def build_handler() -> logging.Handler:
     return handler
 
 
-def configure(level: str | None = None) -> None:
-    """Send every log record to stderr as JSON (idempotent: one Attendwise handler on the root)."""
+def configure(default_level: str = "INFO") -> None:
+    """Send every log record to stderr as JSON (idempotent: one Attendwise handler on the root).
+
+    The level is ``ATTENDWISE_LOG_LEVEL`` when set, else ``default_level``: the app factory
+    passes WARNING so command-line use stays quiet, and the image sets INFO for the servers."""
     root = logging.getLogger()
     for existing in list(root.handlers):
         if isinstance(existing, StderrHandler):
             root.removeHandler(existing)
     root.addHandler(build_handler())
-    root.setLevel((level or os.environ.get(LEVEL_ENV) or "INFO").upper())
+    root.setLevel((os.environ.get(LEVEL_ENV) or default_level).upper())
