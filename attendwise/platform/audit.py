@@ -105,6 +105,18 @@ def _lock_org_chain(conn: Any, org_id: int) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(7081, CAST(:org AS integer))"), {"org": org_id})
 
 
+@dataclass(frozen=True)
+class Event:
+    """One event to append; :func:`record_many` stamps the chain fields."""
+
+    org_id: int
+    action: str
+    object_type: str
+    object_id: str | int | None = None
+    pupil_id: int | None = None
+    detail: dict[str, Any] | None = None
+
+
 def record(
     session: Session,
     *,
@@ -117,39 +129,56 @@ def record(
     actor: Actor | None = None,
 ) -> None:
     """Append one event to ``org_id``'s chain inside the session's transaction."""
+    record_many(session, [Event(org_id, action, object_type, object_id, pupil_id, detail)], actor=actor)
+
+
+def record_many(session: Session, events: list[Event], actor: Actor | None = None) -> None:
+    """Append events to their organisations' chains: one lock, one read and one insert per organisation."""
+    if not events:
+        return
     ctx = tenancy.require()
-    if not ctx.can_read(org_id):
-        raise tenancy.TenantViolation("audit event for an organisation outside the current context")
+    for org_id in {e.org_id for e in events}:
+        if not ctx.can_read(org_id):
+            raise tenancy.TenantViolation("audit event for an organisation outside the current context")
     actor = actor or current_actor()
     sync_tenant(session)
     conn = session.connection()
-    _lock_org_chain(conn, org_id)
     table = cast(Table, AuditEvent.__table__)
-    last = conn.execute(
-        select(table.c.seq, table.c.row_hash)
-        .where(table.c.org_id == org_id)
-        .order_by(table.c.seq.desc())
-        .limit(1)
-    ).first()
-    seq = (last.seq + 1) if last else 1
-    prev = last.row_hash if last else GENESIS
-    values: dict[str, Any] = {
-        "org_id": org_id,
-        "seq": seq,
-        "occurred_at": utcnow(),
-        "actor_user_id": actor.user_id,
-        "actor_label": actor.label[:200],
-        "action": action,
-        "object_type": object_type,
-        "object_id": None if object_id is None else str(object_id),
-        "pupil_id": pupil_id,
-        "detail": json.dumps(detail or {}, sort_keys=True, default=str),
-        "ip": actor.ip,
-        "request_id": actor.request_id,
-    }
-    values["prev_hash"] = prev
-    values["row_hash"] = chain_hash(prev, values)
-    conn.execute(insert(table).values(**values))
+    now = utcnow()
+    by_org: dict[int, list[Event]] = {}
+    for e in events:
+        by_org.setdefault(e.org_id, []).append(e)
+    for org_id in sorted(by_org):
+        _lock_org_chain(conn, org_id)
+        last = conn.execute(
+            select(table.c.seq, table.c.row_hash)
+            .where(table.c.org_id == org_id)
+            .order_by(table.c.seq.desc())
+            .limit(1)
+        ).first()
+        seq = last.seq if last else 0
+        prev = last.row_hash if last else GENESIS
+        rows = []
+        for e in by_org[org_id]:
+            seq += 1
+            values: dict[str, Any] = {
+                "org_id": org_id,
+                "seq": seq,
+                "occurred_at": now,
+                "actor_user_id": actor.user_id,
+                "actor_label": actor.label[:200],
+                "action": e.action,
+                "object_type": e.object_type,
+                "object_id": None if e.object_id is None else str(e.object_id),
+                "pupil_id": e.pupil_id,
+                "detail": json.dumps(e.detail or {}, sort_keys=True, default=str),
+                "ip": actor.ip,
+                "request_id": actor.request_id,
+            }
+            values["prev_hash"] = prev
+            values["row_hash"] = prev = chain_hash(prev, values)
+            rows.append(values)
+        conn.execute(insert(table), rows)
 
 
 @dataclass(frozen=True)
@@ -204,17 +233,20 @@ def _audit_changes(session: Session, _flush_context: Any) -> None:
             if action == "update" and not session.is_modified(obj, include_collections=False):
                 continue
             pending.append((action, obj))
+    events = []
     for action, obj in pending:
         # New objects are still pending in after_flush (no identity key yet), but their
         # primary key attributes already hold the inserted values.
         ident = inspect(obj).mapper.primary_key_from_instance(obj)
         pupil_id = getattr(obj, "pupil_id", None)
-        record(
-            session,
-            org_id=obj.org_id,
-            action=action,
-            object_type=type(obj).__tablename__,
-            object_id=ident[0] if len(ident) == 1 else ",".join(map(str, ident)),
-            pupil_id=pupil_id if isinstance(pupil_id, int) else None,
-            detail=_changes(obj) if action != "delete" else {},
+        events.append(
+            Event(
+                org_id=obj.org_id,
+                action=action,
+                object_type=type(obj).__tablename__,
+                object_id=ident[0] if len(ident) == 1 else ",".join(map(str, ident)),
+                pupil_id=pupil_id if isinstance(pupil_id, int) else None,
+                detail=_changes(obj) if action != "delete" else {},
+            )
         )
+    record_many(session, events)
