@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask
+from flask_smorest import abort
 from marshmallow import Schema, fields
 from sqlalchemy import select
 
@@ -48,6 +49,8 @@ def me() -> Any:
     """The signed-in user (or token owner), their current organisation and effective permissions."""
     principal = auth.current_principal()
     assert principal is not None
+    if principal.user is None:
+        abort(403, message="an API client is not a person: it has no user account")
     assert principal.user is not None
     assert principal.organisation is not None
     return {

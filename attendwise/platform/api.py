@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
-from attendwise.platform import auth
+from attendwise.platform import auth, oauth_server
 from attendwise.platform.db import db, utcnow
 from attendwise.tenants.models import ApiToken, Membership, Organisation, User
 from attendwise.tenants.roles import ROLES, Perm
@@ -34,6 +34,13 @@ SECURITY_SCHEMES = {
         "description": "A personal API token created in Account settings (prefix `awpat_`).",
     },
     "session": {"type": "apiKey", "in": "cookie", "name": "aw_session"},
+    "clientCredentials": {
+        "type": "oauth2",
+        "description": "An API client registered by an organisation admin (OAuth 2.0 client credentials).",
+        "flows": {
+            "clientCredentials": {"tokenUrl": oauth_server.TOKEN_PATH, "scopes": oauth_server.CLIENT_SCOPES}
+        },
+    },
 }
 
 
@@ -88,7 +95,11 @@ class Blueprint(flask_smorest.Blueprint):
         def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
             guarded = auth.require_perm(*perms)(fn)
             doc = {
-                "security": [{"personalToken": []}, {"session": []}],
+                "security": [
+                    {"personalToken": []},
+                    {"session": []},
+                    {"clientCredentials": [p.value for p in perms]},
+                ],
                 "description": (fn.__doc__ or "").strip()
                 + f"\n\nRequires: {', '.join(p.value for p in perms)}.",
             }
@@ -108,6 +119,9 @@ def _authenticate_token() -> None:
     if not header.startswith("Bearer "):
         return
     raw = header[len("Bearer ") :].strip()
+    if raw.startswith(oauth_server.TOKEN_PREFIX):
+        oauth_server.authenticate(raw)
+        return
     if not raw.startswith(ApiToken.PREFIX):
         abort(401)
     token = db.session.scalar(

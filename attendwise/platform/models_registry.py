@@ -11,6 +11,7 @@ PLATFORM_MODEL_MODULES = (
     "attendwise.platform.sessions",
     "attendwise.platform.audit",
     "attendwise.platform.sso",
+    "attendwise.platform.oauth_server",
 )
 
 

@@ -31,7 +31,18 @@ from flask import (
 from sqlalchemy import func, select, update
 from werkzeug.exceptions import TooManyRequests
 
-from attendwise.platform import audit, auth, crypto, jobs, mfa, password_reset, sso, tenancy, throttle
+from attendwise.platform import (
+    audit,
+    auth,
+    crypto,
+    jobs,
+    mfa,
+    oauth_server,
+    password_reset,
+    sso,
+    tenancy,
+    throttle,
+)
 from attendwise.platform.db import db, utcnow
 from attendwise.platform.models import PasswordResetToken
 from attendwise.platform.passwords import hash_password, needs_rehash, password_problem, verify_password
@@ -707,6 +718,7 @@ def register(app: Flask) -> None:
     app.register_blueprint(bp)
     app.register_blueprint(account_bp)
     sso.register(app)
+    oauth_server.register(app)
     app.before_request(_enforce_mfa_enrolment)
     account_api.register(app)
     app.cli.add_command(keys_cli)

@@ -279,6 +279,23 @@ def _token_id(world: World, side: Side) -> int:
     return token.id
 
 
+def _api_client_pk(world: World, side: Side) -> int:
+    """An OAuth API client registered by the side's school."""
+    from attendwise.platform.oauth_server import ApiClient
+
+    n = world.builder.next_number()
+    client = ApiClient(
+        org_id=side.school.id,
+        name=f"{side.canary} client",
+        client_id=f"awc_matrix{n}",
+        secret_hash=hashlib.sha256(f"client{n}".encode()).hexdigest(),
+        scopes="pupils:read",
+    )
+    world.session.add(client)
+    world.session.flush()
+    return client.id
+
+
 def _row_of(table_name: str) -> Make:
     """A generic row of ``table_name`` (looked up when first needed)."""
 
@@ -300,6 +317,7 @@ FACTORIES: dict[str, ParamFactory] = {
     "membership_id": ParamFactory(_membership_id),
     "invitation_id": ParamFactory(_invitation_id),
     "token_id": ParamFactory(_token_id),
+    "client_pk": ParamFactory(_api_client_pk),
     # A case timeline entry (its case is a different one: the own-side answer may be 404).
     "entry_id": ParamFactory(_row_of("case_timeline")),
     # A policy version number, read within the principal's own school: not an object id.
