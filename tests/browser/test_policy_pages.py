@@ -38,17 +38,19 @@ def test_policy_ladder_editor_and_dry_run(
     page.get_by_label("Takes effect on").fill("2026-09-01")
     page.get_by_role("button", name="Start the policy").click()
 
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Edit Staggered approach")
+    page.wait_for_load_state("networkidle")  # htmx has wired up the editor
     editor = page.get_by_label("Policy document (YAML)")
     text = editor.input_value()
     editor.fill(text.replace("after_weeks: 5-8", "after_weeks: soon"))
     editor.press("End")
     expect(page.get_by_test_id("policy-check")).to_contain_text(
-        "stage 3: `after_weeks` must be a range like 5-8, got 'soon'"
+        "stage 3: `after_weeks` must be a range like 5-8, got 'soon'", timeout=20_000
     )
     screenshot(page, "policy-editor-live-validation")
     editor.fill(text)
     editor.press("End")
-    expect(page.get_by_test_id("policy-check")).to_contain_text("No problems found")
+    expect(page.get_by_test_id("policy-check")).to_contain_text("No problems found", timeout=20_000)
     page.get_by_role("button", name="Save draft").click()
 
     page.get_by_role("link", name="Dry run on this school's data").click()
