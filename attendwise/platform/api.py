@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from attendwise.platform import auth, oauth_server
 from attendwise.platform.db import db, utcnow
@@ -26,6 +27,7 @@ from attendwise.tenants.models import ApiToken, Membership, Organisation, User
 from attendwise.tenants.roles import ROLES, Perm
 
 API_PREFIX = "/api/v1"
+DB_ID_MAX = 2**63 - 1
 
 SECURITY_SCHEMES = {
     "personalToken": {
@@ -44,6 +46,19 @@ SECURITY_SCHEMES = {
 }
 
 
+class IdConverter(IntegerConverter):
+    """``<int:...>`` in every route: a database id fits in a signed 64-bit integer, so a larger
+    number is simply not found (404) instead of overflowing the database driver (500)."""
+
+    def __init__(self, url_map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", DB_ID_MAX)
+        super().__init__(url_map, *args, **kwargs)
+
+
+def _id_parameter_schema(converter: IdConverter) -> dict[str, Any]:
+    return {"type": "integer", "minimum": 0, "maximum": converter.max}
+
+
 class Api(flask_smorest.Api):
     def __init__(self, app: Flask | None = None, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
@@ -58,6 +73,8 @@ class Api(flask_smorest.Api):
         app.config.setdefault("OPENAPI_REDOC_PATH", "docs")
         app.config.setdefault("OPENAPI_REDOC_URL", "/static/vendor/redoc/redoc.standalone.js")
         super().init_app(app, *args, **kwargs)
+        app.url_map.converters["int"] = IdConverter
+        self.register_converter(IdConverter, _id_parameter_schema)
         for name, scheme in SECURITY_SCHEMES.items():
             self.spec.components.security_scheme(name, scheme)
 
