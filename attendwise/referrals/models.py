@@ -78,6 +78,21 @@ class DecisionKind(enum.StrEnum):
     PROSECUTION_CONSIDERED = "prosecution_considered"
     RETURNED_TO_SCHOOL = "returned_to_school"
 
+    @property
+    def label(self) -> str:
+        return _DECISION_LABELS[self]
+
+
+_DECISION_LABELS = {
+    DecisionKind.NTI_ISSUED: "Notice to improve issued",
+    DecisionKind.PN_ISSUED: "Penalty notice issued",
+    DecisionKind.COURT_WARNING: "Court warning issued",
+    DecisionKind.REVIEW_CONFERENCE: "Attendance review conference scheduled",
+    DecisionKind.ESO_CONSIDERED: "Education supervision order considered",
+    DecisionKind.PROSECUTION_CONSIDERED: "Prosecution considered",
+    DecisionKind.RETURNED_TO_SCHOOL: "Returned to school support",
+}
+
 
 class OutboxStatus(enum.StrEnum):
     PENDING = "pending"

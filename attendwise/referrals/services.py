@@ -808,10 +808,10 @@ def decide(
         outcome=outcome,
         penalty_notice_id=penalty_notice.id if penalty_notice else None,
     )
-    session.add(decision)
+    received.decisions.append(decision)
     _move(received, Status.DECIDED)
     session.flush()
-    label = decision_kind.value.replace("_", " ")
+    label = decision_kind.label
     _mirror(session, received, f"Decision: {label}")
     _notify_school(session, received, f"decision-{decision.id}", f"decision recorded ({label})")
     return decision

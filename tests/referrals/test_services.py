@@ -188,7 +188,7 @@ def test_la_workflow_mirrors_status_and_pauses_the_clock(db_session: Session, wo
     with tenancy.tenant_context(world.school.id):
         db_session.refresh(referral)
         assert referral.status == Status.DECIDED
-        assert referral.la_status_note == "Decision: nti issued"
+        assert referral.la_status_note == "Decision: Notice to improve issued"
 
 
 def test_ledger_first_second_then_third_refused(db_session: Session, world: World) -> None:
