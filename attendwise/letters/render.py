@@ -234,3 +234,7 @@ def renderer() -> Renderer:
 def render_pdf(html: str, assets: Mapping[str, Asset] | None = None) -> bytes:
     """HTML (already rendered from a sandboxed template) → PDF/A bytes, in the child process."""
     return _renderer.render(html, letter_css(), assets or {})
+
+
+def registration_certificate_source() -> str:
+    return (DEFAULTS / "common" / "registration-certificate.html").read_text(encoding="utf-8")

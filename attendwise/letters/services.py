@@ -397,7 +397,7 @@ def download_link(letter: Letter) -> str:
     token = URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="letter-download").dumps(
         [letter.org_id, letter.id]
     )
-    return f"{current_app.config['BASE_URL'].rstrip('/')}/letters/d/{token}"
+    return f"{current_app.config['BASE_URL'].rstrip('/')}/letters/download?t={token}"
 
 
 def _delivered(session: Session, letter: Letter) -> None:
@@ -522,3 +522,110 @@ def resend(session: Session, org_id: int, letter_id: int) -> bool:
     assert letter is not None
     enqueue_send(session, letter)
     return True
+
+
+# ---- registration certificate ----------------------------------------------------------------
+
+
+def registration_certificate(
+    session: Session, org_id: int, pupil_id: int, start: dt.date, end: dt.date, *, on: dt.date | None = None
+) -> Document:
+    """A pupil's register for ``start``..``end`` (one academic year) as a signed-off PDF, stored."""
+    from collections import Counter
+
+    from attendwise.attendance import metrics, queries
+    from attendwise.attendance import services as attendance_services
+    from attendwise.attendance.calendar import academic_year_of
+    from attendwise.attendance.models import Pupil
+    from attendwise.tenants.models import Organisation
+
+    if end < start:
+        raise LetterError("the period must end on or after the day it starts")
+    year = academic_year_of(start)
+    if academic_year_of(end) != year:
+        raise LetterError(
+            "a registration certificate covers one academic year: choose dates in the same year"
+        )
+    pupil = session.scalar(select(Pupil).where(Pupil.id == pupil_id, Pupil.org_id == org_id))
+    if pupil is None:
+        raise LetterError(f"pupil {pupil_id} is not a pupil of this school")
+    calendar = attendance_services.school_calendar(session, org_id, year)
+    table = attendance_services.code_table(session)
+    period = metrics.Period(max(start, calendar.start), min(end, calendar.end), "certificate")
+    totals = queries.figures(session, org_id, calendar, period, [pupil.id], table=table).record(0)
+    codes = queries.mark_matrix(session, org_id, year, [pupil.id]).codes[0]
+    used: Counter[str] = Counter()
+    meanings: dict[str, str] = {}
+    weeks = []
+    for half in queries.register(calendar, codes, period.end, table):
+        for week in half.weeks:
+            cells = []
+            for day in week.days:
+                for mark in (day.am, day.pm):
+                    if not (period.start <= day.day <= period.end) or not day.school_day:
+                        cells.append("")
+                    else:
+                        cells.append(mark.code or "-")
+                        if mark.code:
+                            used[mark.code] += 1
+                            meanings[mark.code] = mark.meaning
+            if any(cells):
+                weeks.append({"label": letter_context.long_date(week.monday), "sessions": cells})
+    school = session.get(Organisation, org_id)
+    settings = session.scalar(select(LetterSettings).where(LetterSettings.org_id == org_id))
+    pct = totals["attendance_pct"]
+    merge = {
+        "school": {
+            "name": school.name if school else "",
+            "urn": school.urn if school else None,
+            "address_lines": list(settings.address_lines) if settings else [],
+            "logo": bool(settings and settings.logo),
+            "signature": bool(settings and settings.signature),
+        },
+        "pupil": {
+            "name": f"{pupil.legal_forename} {pupil.legal_surname}",
+            "date_of_birth": letter_context.long_date(pupil.date_of_birth),
+            "upn": pupil.upn,
+            "year_group": pupil.year_group,
+        },
+        "period": {
+            "start": letter_context.long_date(period.start),
+            "end": letter_context.long_date(period.end),
+        },
+        "weeks": weeks,
+        "totals": {
+            "possible_sessions": totals["possible_sessions"],
+            "present": totals["present"],
+            "approved_activity": totals["approved_activity"],
+            "authorised": totals["authorised"],
+            "unauthorised": totals["unauthorised"],
+            "attendance_pct": f"{pct:.1f}" if pct is not None else "100.0",
+        },
+        "codes": [{"code": c, "meaning": meanings[c], "count": n} for c, n in sorted(used.items())],
+        "signatory": {
+            "name": (settings.head_name if settings else None) or "Headteacher",
+            "role": "Headteacher",
+        },
+        "generated_on": letter_context.long_date(on or utcnow().date()),
+    }
+    html = render.render_html(render.registration_certificate_source(), merge)
+    pdf = render.render_pdf(html, assets_for(session, org_id))
+    document = store_document(
+        session,
+        org_id,
+        pdf,
+        html,
+        kind="registration_certificate",
+        title=f"Registration certificate {period.start:%d %b %Y} to {period.end:%d %b %Y}",
+        pupil_id=pupil.id,
+    )
+    audit.record(
+        session,
+        org_id=org_id,
+        action="pupil.registration_certificate",
+        object_type="document",
+        object_id=document.id,
+        pupil_id=pupil.id,
+        detail={"from": period.start.isoformat(), "to": period.end.isoformat()},
+    )
+    return document

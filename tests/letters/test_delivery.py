@@ -234,7 +234,7 @@ def test_a_school_that_links_instead_of_attaching_sends_a_link(
         db_session.commit()
     [message] = smtp_server.messages
     assert not [p for p in message.walk() if p.get_content_type() == "application/pdf"]
-    assert "/letters/d/" in message.get_payload(decode=True).decode()
+    assert "/letters/download?t=" in message.get_payload(decode=True).decode()
 
 
 def test_legal_warnings_go_to_each_parent_and_post_is_recorded_once(
