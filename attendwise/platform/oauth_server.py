@@ -264,6 +264,9 @@ def _audit(client: ApiClient, action: str) -> None:
 
 
 def register(app: Flask) -> None:
+    from attendwise.platform.web import register_nav
+
+    register_nav(endpoint="oauth.clients", label="API clients", perm=Perm.ORG_SETTINGS, order=96)
     app.config.setdefault("OAUTH2_ACCESS_TOKEN_GENERATOR", _generate_token)
     app.config.setdefault("OAUTH2_TOKEN_EXPIRES_IN", {"client_credentials": TOKEN_MINUTES * 60})
     server = AuthorizationServer(app, query_client=_query_client, save_token=_save_token)

@@ -153,6 +153,20 @@ def test_a_client_sees_only_its_own_organisations_data(
         assert db_session.scalar(select(AuditEvent).where(AuditEvent.action == "pupils.list")) is None
 
 
+def test_the_admin_finds_and_revokes_clients_from_the_navigation(
+    client: FlaskClient, login: Callable[..., Any], make_user: Callable[..., User], school: Organisation
+) -> None:
+    admin = make_user(school, "school_admin")
+    client_id, _secret = register_client(client, login, admin, "Trust dashboard", ["pupils:read"])
+    login(admin)
+    home = client.get("/").get_data(as_text=True)
+    assert 'href="/settings/api-clients"' in home
+    listing = client.get("/settings/api-clients").get_data(as_text=True)
+    assert "Trust dashboard" in listing
+    assert client_id in listing
+    assert "Revoke Trust dashboard" in listing
+
+
 def test_admins_cannot_grant_administrative_or_unheld_scopes(
     client: FlaskClient, login: Callable[..., Any], make_user: Callable[..., User], school: Organisation
 ) -> None:
