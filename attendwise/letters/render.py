@@ -94,7 +94,8 @@ def render_html(source: str, context: Mapping[str, Any]) -> str:
     try:
         return _ENV.from_string(source).render(**context)
     except TemplateError as exc:
-        where = f" (line {exc.lineno})" if getattr(exc, "lineno", None) else ""
+        line = getattr(exc, "lineno", None)
+        where = f" (line {line})" if line else ""
         raise LetterTemplateError(f"the letter template cannot be used{where}: {exc.message}") from exc
 
 

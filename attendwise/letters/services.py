@@ -149,7 +149,7 @@ def _recipients(
     return out
 
 
-def queue_letter(  # noqa: PLR0917 - the positional signature casework calls
+def queue_letter(
     session: Session,
     org_id: int,
     pupil_id: int,
@@ -367,7 +367,8 @@ def send_letter(session: Session, letter_id: int) -> bool:
     if mode != EmailMode.LINK:
         pdf = storage.store().get_pdf(letter.org_id, document.sha256)
         attachments.append((f"letter-{letter.id}.pdf", pdf, "application/pdf"))
-    subject = f"A letter from {letter.context['school']['name']} about {letter.context['pupil']['name']}"
+    merge: Mapping[str, Any] = letter.context
+    subject = f"A letter from {merge['school']['name']} about {merge['pupil']['name']}"
     try:
         sent_id = send_email(
             letter.recipient_email,
