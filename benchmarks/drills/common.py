@@ -71,14 +71,14 @@ def gunicorn(app_url: str, owner_url: str, prefix: str, workers: int, threads: i
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a loaded two-core machine starts workers slowly
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
                     break
             time.sleep(0.5)
         else:
-            raise RuntimeError("gunicorn did not become ready in 60 s")
+            raise RuntimeError("gunicorn did not become ready in 180 s")
         yield base
     finally:
         proc.terminate()
