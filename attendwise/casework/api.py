@@ -6,7 +6,9 @@ and the same conflict rule: a change carrying an old ``version`` gets 409 and sa
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, abort
@@ -241,6 +243,24 @@ def _case(session: Session, case_id: int) -> Case:
     return case
 
 
+def _object_first(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """404 for a case or task the caller cannot see, before the request body is validated (422)."""
+
+    @functools.wraps(fn)
+    def inner(*args: Any, **kwargs: Any) -> Any:
+        session = db.session()
+        if "case_id" in kwargs:
+            _case(session, kwargs["case_id"])
+        if (
+            "task_id" in kwargs
+            and session.scalars(select(Task.id).where(Task.id == kwargs["task_id"])).first() is None
+        ):
+            abort(404)
+        return fn(*args, **kwargs)
+
+    return inner
+
+
 def _refused(exc: services.CaseworkError) -> None:
     smorest_abort(422, message=str(exc))
 
@@ -298,6 +318,7 @@ def list_tasks(args: dict[str, Any]) -> dict[str, Any]:
 
 @blp.route("/tasks/<int:task_id>/complete", methods=["POST"])
 @blp.requires(Perm.CASES_WRITE)
+@_object_first
 @blp.arguments(TaskCompleteSchema)
 @blp.response(200, TaskSchema)
 def complete_task(args: dict[str, Any], task_id: int) -> Task:
@@ -329,6 +350,7 @@ def list_contacts(args: dict[str, Any]) -> dict[str, Any]:
 
 @blp.route("/cases/<int:case_id>/contacts", methods=["POST"])
 @blp.requires(Perm.CASES_WRITE)
+@_object_first
 @blp.arguments(ContactLogCreateSchema)
 @blp.response(201, ContactLogSchema)
 def create_contact(args: dict[str, Any], case_id: int) -> ContactLog:
@@ -356,6 +378,7 @@ def list_meetings(args: dict[str, Any]) -> dict[str, Any]:
 
 @blp.route("/cases/<int:case_id>/meetings", methods=["POST"])
 @blp.requires(Perm.CASES_WRITE)
+@_object_first
 @blp.arguments(MeetingCreateSchema)
 @blp.response(201, MeetingSchema)
 def create_meeting(args: dict[str, Any], case_id: int) -> Meeting:
@@ -383,6 +406,7 @@ def list_plans(args: dict[str, Any]) -> dict[str, Any]:
 
 @blp.route("/cases/<int:case_id>/plans", methods=["POST"])
 @blp.requires(Perm.CASES_WRITE)
+@_object_first
 @blp.arguments(ActionPlanCreateSchema)
 @blp.response(201, ActionPlanSchema)
 def create_plan(args: dict[str, Any], case_id: int) -> ActionPlan:
