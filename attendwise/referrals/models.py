@@ -291,7 +291,7 @@ class PenaltyNotice(TenantMixin, TimestampMixin, Base):
     __tablename__ = "penalty_notices"
     __table_args__ = (
         Index("ix_penalty_notices_ledger", "org_id", "parent_key", "child_key", "issued_on"),
-        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("amount >= 1", name="amount_positive"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

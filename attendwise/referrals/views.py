@@ -120,7 +120,10 @@ def _school_page(referral: Referral, error: str = "", status: int = 200) -> tupl
     pupil = db.session.get(Pupil, referral.pupil_id)
     bundle = None
     if referral.status in (Status.DRAFT, Status.MORE_INFORMATION_REQUESTED):
-        bundle = services.assemble(db.session(), referral, _today())
+        try:
+            bundle = services.assemble(db.session(), referral, _today())
+        except ReferralError as exc:
+            error, status = error or str(exc), 200
     audit.record(
         db.session(),
         org_id=referral.org_id,

@@ -279,7 +279,7 @@ def upgrade() -> None:
         sa.Column("org_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.CheckConstraint("amount > 0", name=op.f("ck_penalty_notices_amount_positive")),
+        sa.CheckConstraint("amount >= 1", name=op.f("ck_penalty_notices_amount_positive")),
         sa.ForeignKeyConstraint(
             ["issued_by_user_id"],
             ["users.id"],
