@@ -90,17 +90,18 @@ def enqueue(queue: Queue, key: str) -> None:
 
 
 def sweep(engine, queue: Queue) -> int:
-    """Re-queue rows stuck in 'sending', and rows still 'queued' once the queue has run dry
-    (their job died before claiming), as the platform's sweepers do."""
+    """Re-queue rows stuck in 'sending', and rows still 'queued' long after they were queued
+    (their job died before claiming), as the platform's sweepers do. A re-queued job whose
+    row is already claimed or sent does nothing, so re-queueing too early costs only a job."""
     stuck = f"clock_timestamp() - interval '{STUCK_AFTER} seconds'"
-    waiting = "status = 'queued'" if queue.count == 0 else "false"
+    waiting = f"status = 'queued' AND enqueued_at < clock_timestamp() - interval '{3 * STUCK_AFTER} seconds'"
     with engine.begin() as conn:
         keys = list(
             conn.execute(
                 text(
                     "UPDATE drill_outbox SET enqueued_at = clock_timestamp() WHERE "
                     f"((status = 'sending' AND claimed_at < {stuck}) "
-                    f"OR ({waiting} AND enqueued_at < {stuck})) "
+                    f"OR ({waiting})) "
                     "RETURNING key"
                 )
             ).scalars()
