@@ -123,8 +123,8 @@ async def staff_member(
 
 
 def pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
+    if len(values) < 2:
+        return values[0] * 1000 if values else float("nan")
     return statistics.quantiles(values, n=100, method="inclusive")[int(p) - 1] * 1000
 
 
