@@ -18,6 +18,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -187,27 +188,22 @@ def start_real_provider(redirect_uri: str, post_logout_uri: str, users: dict[str
         "OIDC_POST_LOGOUT_URI": post_logout_uri,
         "OIDC_USERS": json.dumps(users),
     }
-    process = subprocess.Popen(
-        [node, "server.mjs"],
-        cwd=OIDC_DIR,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
+    # The provider's output goes to a file, not a pipe: nothing is left reading a pipe that
+    # teardown would have to close under a running thread.
+    log = tempfile.NamedTemporaryFile(prefix="oidc-provider-", suffix=".log", delete=False)  # noqa: SIM115
+    log.close()
+    with open(log.name, "w") as out:
+        process = subprocess.Popen(
+            [node, "server.mjs"], cwd=OIDC_DIR, env=env, stdout=out, stderr=subprocess.STDOUT, text=True
+        )
     deadline = time.monotonic() + 30
-    seen = []
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if line.startswith("listening "):
-            threading.Thread(target=process.stdout.read, daemon=True).start()
-            return process, RealProvider(issuer=line.split()[1], users=users)
+    while time.monotonic() < deadline and process.poll() is None:
+        for line in Path(log.name).read_text().splitlines():
+            if line.startswith("listening "):
+                return process, RealProvider(issuer=line.split()[1], users=users)
+        time.sleep(0.1)
     stop_real_provider(process)
-    pytest.fail("the test OpenID provider did not start:\n" + "".join(seen))
+    pytest.fail("the test OpenID provider did not start:\n" + Path(log.name).read_text())
 
 
 def stop_real_provider(process: subprocess.Popen[str]) -> None:
@@ -217,5 +213,3 @@ def stop_real_provider(process: subprocess.Popen[str]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=5)
-    if process.stdout is not None:
-        process.stdout.close()
