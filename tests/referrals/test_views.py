@@ -88,6 +88,14 @@ def test_school_submits_and_the_officer_triages(
     page = client.get(path).get_data(as_text=True)
     assert 'data-testid="notice-status">Issued' in page
     assert "Penalty notice issued" in page
+    listed = client.get("/api/v1/referrals?kind=penalty_notice").get_json()
+    assert listed["total"] == 1
+    assert listed["items"][0]["decisions"][0]["kind"] == "pn_issued"
+    detail = client.get(f"/api/v1/referrals/{received_id}").get_json()
+    assert detail["items"][0]["section"] == "registration_certificate"
+    assert len(detail["bundle_sha256"]) == 64
+    notices = client.get(f"/api/v1/referrals/{received_id}/penalty-notices").get_json()
+    assert [(n["sequence"], n["amount"], n["early_amount"]) for n in notices] == [(1, 160, 80)]
     bundle = client.get(f"{path}/bundle")
     assert bundle.status_code == 200
     assert "Registration certificate" in bundle.get_data(as_text=True)
@@ -136,7 +144,13 @@ def test_la_officer_gets_404_for_a_school_that_did_not_refer(
     outsider = make_user(make_la(), "la_attendance_officer")
     _sign_in_officer(client, login, outsider)
     assert "Ada Reed" not in client.get("/referrals/queue").get_data(as_text=True)
-    for path in (f"/referrals/received/{received_id}", f"/referrals/received/{received_id}/bundle"):
+    assert client.get("/api/v1/referrals").get_json()["total"] == 0
+    for path in (
+        f"/referrals/received/{received_id}",
+        f"/referrals/received/{received_id}/bundle",
+        f"/api/v1/referrals/{received_id}",
+        f"/api/v1/referrals/{received_id}/penalty-notices",
+    ):
         assert client.get(path).status_code == 404
     token = _token(client.get("/referrals/queue").get_data(as_text=True))
     response = client.post(
