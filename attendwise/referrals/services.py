@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import html
 import json
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -610,7 +611,7 @@ def school_reply(
         raise ReferralError("the local authority has not asked for more information")
     if not body.strip():
         raise ReferralError("write the information the local authority asked for")
-    key = f"school-{referral.id}-{utcnow().timestamp()}"
+    key = f"school-{referral.id}-{secrets.token_hex(8)}"
     session.add(
         ReferralMessage(
             org_id=referral.org_id,
@@ -708,7 +709,7 @@ def request_information(
         raise ReferralError("say what information the school should send")
     _move(received, Status.MORE_INFORMATION_REQUESTED)
     received.paused_on = on
-    key = f"la-{received.id}-{utcnow().timestamp()}"
+    key = f"la-{received.id}-{secrets.token_hex(8)}"
     session.add(
         ReferralMessage(
             org_id=received.org_id,
@@ -792,7 +793,14 @@ def decide(
     if decision_kind is DecisionKind.NTI_ISSUED:
         profile = session.scalar(select(LAProfile).where(LAProfile.org_id == received.org_id))
         days = profile.improvement_period_school_days if profile else 30
-        calendar = cal.merge([cal.SchoolCalendar.england_default(y) for y in (on.year - 1, on.year)])
+        year = academic_year_of(on)
+        with tenancy.system_context("referrals: the referring school's calendar for a notice to improve"):
+            calendar = cal.merge(
+                [
+                    attendance_services.school_calendar(session, received.source_org_id, y)
+                    for y in (year, year + 1)
+                ]
+            )
         later = calendar.school_days(on + dt.timedelta(days=1), calendar.end)
         improvement_ends_on = later[days - 1] if len(later) >= days else cal.add_working_days(on, days)
     decision = Decision(

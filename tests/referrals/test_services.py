@@ -32,6 +32,7 @@ from attendwise.referrals.models import (
 )
 from attendwise.referrals.penalty import NoticeStatus
 from attendwise.referrals.services import ReferralError
+from tests.casework.conftest import school_days
 from tests.referrals.conftest import ABSENT_DAYS, SUBMIT_ON, World
 
 
@@ -184,7 +185,10 @@ def test_la_workflow_mirrors_status_and_pauses_the_clock(db_session: Session, wo
             db_session, received, DecisionKind.NTI_ISSUED, user_id=world.officer.id, on=SUBMIT_ON
         )
         assert nti.improvement_ends_on is not None
-        assert nti.improvement_ends_on > SUBMIT_ON + dt.timedelta(weeks=5)
+        # 30 school days of the school's own calendar: the Christmas holiday does not count.
+        assert (
+            nti.improvement_ends_on == school_days(SUBMIT_ON + dt.timedelta(days=1), dt.date(2027, 3, 1))[29]
+        )
     with tenancy.tenant_context(world.school.id):
         db_session.refresh(referral)
         assert referral.status == Status.DECIDED
