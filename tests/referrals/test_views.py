@@ -44,7 +44,9 @@ def _fixed_today(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _school_submits(client: FlaskClient, login: Callable[..., Any], world: World) -> int:
     login(world.champion)
+    case_page = client.get(f"/cases/{world.case.id}").get_data(as_text=True)
     start = f"/referrals/new?pupil_id={world.pupil.id}"
+    assert f'data-testid="refer-link" href="{start}"' in case_page
     response = _post(client, start, "/referrals/new", pupil_id=world.pupil.id, kind="penalty_notice")
     assert response.status_code == 302
     path = response.headers["Location"]
