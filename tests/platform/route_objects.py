@@ -38,7 +38,7 @@ from attendwise.tenants.roles import Perm, RoleDef
 ROW_OVERRIDES: dict[str, dict[str, Any]] = {}
 
 _IN_LIST = r"\b{col}\b\s+IN\s*\(\s*'([^']*)'"
-_LOWER_BOUND = r"\b{col}\b\s+(?:BETWEEN\s+(-?\d+)|>=?\s*(-?\d+))"
+_LOWER_BOUND = r"\b{col}\b\s+(?:BETWEEN\s+(-?\d+)|(>=?)\s*(-?\d+))"
 
 
 def tenant_tables() -> list[sa.Table]:
@@ -164,8 +164,10 @@ class RowBuilder:
         for constraint in table.constraints:
             if isinstance(constraint, sa.CheckConstraint):
                 match = re.search(_LOWER_BOUND.format(col=re.escape(column)), str(constraint.sqltext), re.I)
+                if match and match.group(1) is not None:
+                    return int(match.group(1))
                 if match:
-                    return int(match.group(1) or match.group(2))
+                    return int(match.group(3)) + (1 if match.group(2) == ">" else 0)
         return None
 
     @staticmethod
