@@ -325,9 +325,14 @@ ROLELESS = Principal(
 )
 
 
+# Per process, not per fixture instance: pytest may tear the module fixture down and set it up
+# again when other tests run in between, and the report must count every route.
+TALLY: Counter[str] = Counter()
+
+
 @pytest.fixture(scope="module")
 def tally() -> Iterator[Counter[str]]:
-    counts: Counter[str] = Counter()
+    counts = TALLY
     yield counts
     if counts:
         REPORT.parent.mkdir(exist_ok=True)
