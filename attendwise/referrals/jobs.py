@@ -9,14 +9,17 @@ with its attempt count and error for the next run.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 
 from sqlalchemy import select
 
+from attendwise.attendance import queries as attendance_queries
 from attendwise.platform import jobs
 from attendwise.platform.db import db, utcnow
 from attendwise.platform.mail import MailError, send_email
-from attendwise.referrals.models import OutboxMessage, OutboxStatus
+from attendwise.referrals import services
+from attendwise.referrals.models import LAProfile, OutboxMessage, OutboxStatus, ReceivedReferral, Status
 
 SWEEP_EVERY = 300  # seconds
 BATCH = 200
@@ -27,6 +30,12 @@ PERIODIC = (
         func="attendwise.referrals.jobs.send_outbox",
         queue="default",
         interval=SWEEP_EVERY,
+    ),
+    jobs.Periodic(
+        name="referrals-overdue",
+        func="attendwise.referrals.jobs.warn_overdue",
+        queue="default",
+        cron="0 7 * * 1-5",
     ),
 )
 
@@ -61,3 +70,41 @@ def send_outbox() -> dict[str, int]:
             counts["sent"] += 1
         session.flush()
     return counts
+
+
+def warn_overdue(today: str | None = None) -> int:
+    """System job, each working morning: tell each LA's team which referrals are past their
+    service level (the clock paused while waiting for a school does not count). One email per
+    referral per due date, however often it runs; returns how many were queued."""
+    session = db.session()
+    on = dt.date.fromisoformat(today) if today else attendance_queries.today()
+    overdue = session.scalars(
+        select(ReceivedReferral)
+        .where(
+            ReceivedReferral.due_on < on,
+            ReceivedReferral.paused_on.is_(None),
+            ReceivedReferral.status.in_([Status.SUBMITTED, Status.ACKNOWLEDGED, Status.ACCEPTED]),
+        )
+        .order_by(ReceivedReferral.org_id, ReceivedReferral.due_on)
+    ).all()
+    mailboxes = {
+        row.org_id: row.team_email for row in session.execute(select(LAProfile.org_id, LAProfile.team_email))
+    }
+    queued = 0
+    for received in overdue:
+        to = mailboxes.get(received.org_id)
+        if not to:
+            continue
+        row = services.notify(
+            session,
+            org_id=received.org_id,
+            key=f"referral-{received.id}-overdue-{received.due_on.isoformat()}",
+            to=to,
+            subject=f"Overdue referral R{received.id}: {received.kind_label} from {received.school_name}",
+            body=(
+                f"Referral R{received.id} ({received.kind_label}) from {received.school_name} was due "
+                f"{received.due_on.isoformat()} and is still {received.status.value.replace('_', ' ')}.\n"
+            ),
+        )
+        queued += row is not None
+    return queued

@@ -319,3 +319,19 @@ def test_notification_survives_mail_being_down_and_is_sent_once(
     assert len(handler.messages) == 1
     assert handler.messages[0]["To"] == "attendance-team@la.example.test"
     assert "Penalty notice request" in handler.messages[0]["Subject"]
+
+
+def test_overdue_referrals_are_reported_once_per_due_date(db_session: Session, world: World) -> None:
+    _, received = _submitted(db_session, world)
+    with tenancy.system_context("test: run the overdue job"):
+        assert jobs.warn_overdue(received.due_on.isoformat()) == 0
+        assert jobs.warn_overdue("2026-12-07") == 1
+        assert jobs.warn_overdue("2026-12-08") == 0
+        subjects = [m.subject for m in db_session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))]
+    assert subjects[-1].startswith(f"Overdue referral R{received.id}")
+    with tenancy.tenant_context(world.la.id):
+        services.request_information(
+            db_session, received, user_id=None, author="LA", body="More please", on=dt.date(2026, 12, 8)
+        )
+    with tenancy.system_context("test: run the overdue job"):
+        assert jobs.warn_overdue("2026-12-20") == 0
