@@ -113,7 +113,7 @@ def _received(received_referral_id: int) -> ReceivedReferral:
 
 
 @blp.route("")
-@blp.requires(Perm.REFERRALS_TRIAGE)
+@blp.requires(Perm.REFERRALS_READ)
 @blp.arguments(ReferralQueryArgsSchema, location="query")
 @blp.response(200, ReferralPageSchema)
 def list_referrals(args: dict[str, Any]) -> dict[str, Any]:
@@ -140,7 +140,7 @@ def list_referrals(args: dict[str, Any]) -> dict[str, Any]:
 
 
 @blp.route("/<int:received_referral_id>")
-@blp.requires(Perm.REFERRALS_TRIAGE)
+@blp.requires(Perm.REFERRALS_READ)
 @blp.response(200, ReferralDetailSchema)
 def get_referral(received_referral_id: int) -> ReceivedReferral:
     """One referral with its frozen bundle, the index of its parts and its decisions."""
@@ -157,7 +157,7 @@ def get_referral(received_referral_id: int) -> ReceivedReferral:
 
 
 @blp.route("/<int:received_referral_id>/penalty-notices")
-@blp.requires(Perm.REFERRALS_TRIAGE)
+@blp.requires(Perm.REFERRALS_READ)
 @blp.response(200, PenaltyNoticeSchema(many=True))
 def referral_notices(received_referral_id: int) -> list[Any]:
     """The penalty notices issued on this referral."""

@@ -25,6 +25,7 @@ class Perm(enum.StrEnum):
     REFERRALS_SUBMIT = "referrals:submit"
     REFERRALS_SIGNOFF = "referrals:signoff"
     REFERRALS_TRIAGE = "referrals:triage"
+    REFERRALS_READ = "referrals:read"
     INSIGHTS_READ = "insights:read"
     INTEGRATIONS_MANAGE = "integrations:manage"
     USERS_MANAGE = "users:manage"
@@ -120,7 +121,7 @@ ROLES: dict[str, RoleDef] = {
             "la_attendance_officer",
             "LA attendance officer",
             OrgKind.LA,
-            frozenset({Perm.REFERRALS_TRIAGE, Perm.INSIGHTS_READ, Perm.API_TOKENS}),
+            frozenset({Perm.REFERRALS_TRIAGE, Perm.REFERRALS_READ, Perm.INSIGHTS_READ, Perm.API_TOKENS}),
             mfa_required=True,
             description="Triages referrals from the LA's schools; sees only what schools refer.",
         ),
@@ -131,6 +132,7 @@ ROLES: dict[str, RoleDef] = {
             frozenset(
                 {
                     Perm.REFERRALS_TRIAGE,
+                    Perm.REFERRALS_READ,
                     Perm.INSIGHTS_READ,
                     Perm.USERS_MANAGE,
                     Perm.AUDIT_READ,
