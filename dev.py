@@ -6,7 +6,7 @@
 
 Each does its own set-up first: a virtual environment in .venv, the pinned packages from
 requirements.lock installed with pip (then Attendwise itself, editable, without
-dependencies), and for the tests Debian's Chromium. The install is skipped while
+dependencies), and for the tests Debian's Chromium and poppler-utils. The install is skipped while
 requirements.lock and pyproject.toml are unchanged, so running again is fast.
 """
 
@@ -62,17 +62,26 @@ def ensure_environment() -> None:
     STAMP.write_text(wanted + "\n")
 
 
-def ensure_chromium() -> None:
+# Debian packages the tests need: the browser, and pdftoppm to look at rendered letters.
+TEST_PACKAGES = {"chromium": CHROMIUM, "poppler-utils": "pdftoppm"}
+
+
+def ensure_test_packages() -> None:
     """Browser tests drive Debian's Chromium; a browser must never download itself."""
-    if Path(CHROMIUM).exists() or shutil.which("chromium"):
+    missing = [
+        package
+        for package, program in TEST_PACKAGES.items()
+        if not (Path(program).exists() or shutil.which(Path(program).name))
+    ]
+    if not missing:
         return
     if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
-        say("installing Debian's chromium with apt-get")
+        say(f"installing Debian's {' and '.join(missing)} with apt-get")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         run("apt-get", "update", "-qq", env=env)
-        run("apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium", env=env)
+        run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing, env=env)
         return
-    say(f"{CHROMIUM} is missing and this is not root: install Debian's chromium for the browser tests")
+    say(f"{' and '.join(missing)} missing and this is not root: install them from Debian for the tests")
 
 
 def demo(args: list[str]) -> int:
@@ -85,7 +94,7 @@ def demo(args: list[str]) -> int:
 
 def test(args: list[str]) -> int:
     ensure_environment()
-    ensure_chromium()
+    ensure_test_packages()
     command = [str(PYTHON), "-m", "pytest"]
     if not any(a == "-n" or a.startswith(("-n", "--numprocesses", "-p")) for a in args):
         # Two workers; the route matrix stays in one worker so its report is whole.

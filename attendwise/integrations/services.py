@@ -105,12 +105,12 @@ def start_run(
     run = SyncRun(
         org_id=org_id, connector=connector, source=source[:255], started_by_user_id=user_id, started_at=now
     )
-    session.add(run)
     try:
+        # Rolling the savepoint back also takes the refused row out of the session.
         with session.begin_nested():
+            session.add(run)
             session.flush()
     except IntegrityError:
-        session.expunge(run)
         other = session.scalar(
             select(SyncRun).where(SyncRun.org_id == org_id, SyncRun.status == RunStatus.RUNNING)
         )

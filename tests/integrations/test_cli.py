@@ -243,8 +243,8 @@ def test_two_imports_of_one_school_at_once_leave_no_duplicates(tmp_path: Path) -
 
         succeeded = [json.loads(out) for code, out, _err in finished if code == 0]
         refused = [err for code, _out, err in finished if code != 0]
-        assert succeeded
-        assert all("sync of this school has been running since" in err for err in refused)
+        assert succeeded, finished
+        assert all("sync of this school has been running since" in err for err in refused), refused
         people = {(c.forename, c.surname) for p in made for c in p.contacts}  # no postcodes: one each
         records = len(made) + len(people) + sum(len(p.marks()) for p in made)
         assert sum(run["created"] for run in succeeded) == records
