@@ -43,9 +43,8 @@ class Table:
     def __post_init__(self) -> None:
         for number, row in enumerate(self.rows, start=1):
             if len(row) != len(self.columns):
-                raise ValueError(
-                    f"table {self.title!r}: row {number} has {len(row)} values for {len(self.columns)} columns"
-                )
+                width, got = len(self.columns), len(row)
+                raise ValueError(f"table {self.title!r}: row {number} has {got} values for {width} columns")
 
 
 def is_formula_like(text: str) -> bool:
