@@ -95,6 +95,16 @@ class PlanSchema(Schema):
     targets = fields.List(fields.String(), load_default=list)
 
 
+class MinutesSchema(Schema):
+    """Meeting minutes in the signs-of-safety form (a parent's copy of the minutes)."""
+
+    who_attended = fields.String(required=True)
+    going_well = fields.String(load_default="")
+    concerns = fields.String(load_default="")
+    wellbeing_goals = fields.String(load_default="")
+    agreed_actions = fields.String(load_default="")
+
+
 class DatesSchema(Schema):
     letter_date = fields.String(required=True)
     improvement_end = fields.String(allow_none=True)
@@ -110,12 +120,13 @@ class LetterContextSchema(Schema):
     stage = fields.String(allow_none=True)
     meeting = fields.Nested(MeetingSchema, allow_none=True)
     plan = fields.Nested(PlanSchema, allow_none=True)
+    minutes = fields.Nested(MinutesSchema, allow_none=True)
     dates = fields.Nested(DatesSchema, required=True)
     message = fields.String(allow_none=True)
 
 
 _SCHEMA = LetterContextSchema()
-_OPTIONAL = ("stage", "meeting", "plan", "message")
+_OPTIONAL = ("stage", "meeting", "plan", "minutes", "message")
 
 
 def dump(raw: Mapping[str, Any]) -> dict[str, Any]:

@@ -81,8 +81,22 @@ def default_keys() -> dict[str, str]:
     }
 
 
+_PACKAGE_DEFAULTS: dict[str, Path] = {}
+
+
+def register_package_default(key: str, path: Path) -> None:
+    """Let a feature package supply the default template of a letter that no preset sends
+    (casework's copy of meeting minutes). Such letters are queued and rendered like any
+    other; they are not listed among the presets' letters a school copies and edits."""
+    if not _KEY.fullmatch(key) or key in default_keys():
+        raise LetterTemplateError(f"{key!r} cannot be registered as a package letter template")
+    _PACKAGE_DEFAULTS[key] = path
+
+
 def default_source(key: str) -> str:
     """The default template text for ``key`` (what a school copies to make its own)."""
+    if key in _PACKAGE_DEFAULTS:
+        return _PACKAGE_DEFAULTS[key].read_text(encoding="utf-8")
     preset = default_keys().get(key) if _KEY.fullmatch(key) else None
     if preset is None:
         raise LetterTemplateError(f"there is no default letter template {key!r}")
