@@ -282,4 +282,33 @@ def csv_report(parsed: csv_import.CsvFile) -> dict[str, Any]:
     return {"pupils": pupils, "errors": [p.as_dict() for p in parsed.problems]}
 
 
-COMMANDS = (import_group,)
+@click.group("connectors", help="Schools' MIS API connections (Wonde).")
+def connectors_group() -> None:
+    """The connectors command group."""
+
+
+@connectors_group.command("rotate-keys")
+def rotate_keys() -> None:
+    """Re-encrypt every school's saved connector token under the first configured key.
+
+    Rotating a key: put the new key first in ATTENDWISE_ENCRYPTION_KEYS (keep the old one after
+    it), restart, run this (and ``attendwise keys rotate``), then remove the old key.
+    """
+    from attendwise.integrations import connectors
+    from attendwise.platform import crypto, tenancy
+    from attendwise.platform.db import db
+
+    session = db.session()
+    with tenancy.system_context("attendwise connectors rotate-keys: re-encrypt connector tokens"):
+        try:
+            count = connectors.rotate_tokens(session)
+        except crypto.CryptoError as exc:
+            session.rollback()
+            raise click.ClickException(
+                f"{exc}; nothing was changed: add the key they were encrypted with and run this again"
+            ) from None
+        session.commit()
+    click.echo(f"re-encrypted {count} connector token(s) under the current key")
+
+
+COMMANDS = (import_group, connectors_group)

@@ -11,7 +11,7 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, Time, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from attendwise.platform.db import Base, TenantMixin, TimestampMixin, utcnow
@@ -108,3 +108,26 @@ class SyncFingerprint(TenantMixin, Base):
     key: Mapped[str] = mapped_column(String(100))
     digest: Mapped[str] = mapped_column(String(64))
     stored_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ConnectorSettings(TenantMixin, TimestampMixin, Base):
+    """How one school connects its MIS through an API connector (Wonde), and when it syncs.
+
+    The bearer token is stored encrypted (``platform/crypto.py``) and is never shown again:
+    pages show only when it was saved. ``sync_at`` is a time of day in the school's own time
+    zone; ``last_scheduled_on`` is the school-local day whose scheduled sync was last queued,
+    so the scheduler queues each day's sync once however often it looks.
+    """
+
+    __tablename__ = "connector_settings"
+    __audit_skip__ = True  # the token must not reach the audit log: services.save_connector audits
+    __table_args__ = (UniqueConstraint("org_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connector: Mapped[str] = mapped_column(String(40))
+    mis_school_id: Mapped[str] = mapped_column(String(100))
+    token_encrypted: Mapped[str | None] = mapped_column(Text)
+    token_saved_at: Mapped[dt.datetime | None] = mapped_column()
+    sync_at: Mapped[dt.time] = mapped_column(Time, default=dt.time(18, 0))
+    enabled: Mapped[bool] = mapped_column(default=False)
+    last_scheduled_on: Mapped[dt.date | None] = mapped_column()

@@ -100,7 +100,7 @@ def start_run(
             run.finished_at = now
             run.error = f"abandoned: still running after {STALE_AFTER} (the process was stopped)"
         else:
-            raise SyncInProgress(_in_progress(run))
+            raise SyncInProgress(in_progress(run))
     session.flush()
     run = SyncRun(
         org_id=org_id, connector=connector, source=source[:255], started_by_user_id=user_id, started_at=now
@@ -114,11 +114,11 @@ def start_run(
         other = session.scalar(
             select(SyncRun).where(SyncRun.org_id == org_id, SyncRun.status == RunStatus.RUNNING)
         )
-        raise SyncInProgress(_in_progress(other)) from None
+        raise SyncInProgress(in_progress(other)) from None
     return run
 
 
-def _in_progress(run: SyncRun | None) -> str:
+def in_progress(run: SyncRun | None) -> str:
     if run is None:
         return "another sync of this school is running"
     return (

@@ -1,14 +1,14 @@
-"""Pages: a school's MIS imports — upload a CTF, and every sync run with what it rejected."""
+"""Pages: a school's MIS data — upload a CTF, connect Wonde, sync now, and every run with what it rejected."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, abort, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from attendwise.integrations import ctf, services
-from attendwise.integrations.models import SyncRun
+from attendwise.integrations import connectors, ctf, services
+from attendwise.integrations.models import RunStatus, SyncRun
 from attendwise.platform.auth import current_principal, require_perm
 from attendwise.platform.db import db
 from attendwise.platform.web import register_nav
@@ -50,9 +50,17 @@ def _page(school: Organisation, *, status: int = 200, errors: dict[str, str] | N
             shown=shown,
             errors=errors or {},
             max_mb=_max_bytes() / 1024 / 1024,
+            connector=connectors.settings_for(session, school.id),
+            connector_names=connectors.CONNECTORS,
+            retryable=_retryable(shown),
         ),
         status,
     )
+
+
+def _retryable(run: SyncRun | None) -> bool:
+    """A failed connector run can be retried; a failed file import needs the file uploaded again."""
+    return run is not None and run.status == RunStatus.FAILED and run.connector in connectors.CONNECTORS
 
 
 def _max_bytes() -> int:
@@ -80,7 +88,6 @@ def upload_ctf() -> Any:
         return _page(school, status=400, errors={"ctf_file": f"The file was refused: {refused.reason}"})
     parsed = ctf.parse(data)
     session = db.session()
-    principal = current_principal()
     try:
         run = services.run_import(
             session,
@@ -88,11 +95,113 @@ def upload_ctf() -> Any:
             connector="ctf",
             source=upload.filename,
             work=lambda: services.import_ctf(session, school, parsed),
-            user_id=principal.user.id if principal and principal.user else None,
+            user_id=_user_id(),
         )
     except services.SyncInProgress as busy:
         return _page(school, status=409, errors={"ctf_file": str(busy)})
     return redirect(url_for("integrations.index", run=run.id), code=303)
+
+
+def _user_id() -> int | None:
+    principal = current_principal()
+    return principal.user.id if principal and principal.user else None
+
+
+@bp.post("/integrations/sync")
+@require_perm(Perm.INTEGRATIONS_MANAGE)
+def sync_now() -> Any:
+    school = _school()
+    try:
+        connectors.request_sync(db.session(), school, user_id=_user_id())
+    except connectors.NotConnected as missing:
+        return _page(school, status=400, errors={"sync": str(missing)})
+    except services.SyncInProgress as busy:
+        return _page(school, status=409, errors={"sync": str(busy)})
+    flash("Sync started: its run is listed below when it has finished.", "success")
+    return redirect(url_for("integrations.index"), code=303)
+
+
+@bp.post("/integrations/runs/<int:sync_run_id>/retry")
+@require_perm(Perm.INTEGRATIONS_MANAGE)
+def retry_run(sync_run_id: int) -> Any:
+    school = _school()
+    session = db.session()
+    run = session.get(SyncRun, sync_run_id)
+    if run is None or run.org_id != school.id:
+        abort(404)
+    if not _retryable(run):
+        reason = (
+            "Only a failed sync can be retried"
+            if run.status != RunStatus.FAILED
+            else "A file import is retried by uploading the file again"
+        )
+        return _page(school, status=409, errors={"sync": reason})
+    try:
+        connectors.request_sync(session, school, user_id=_user_id(), retry_of=run.id)
+    except connectors.NotConnected as missing:
+        return _page(school, status=400, errors={"sync": str(missing)})
+    except services.SyncInProgress as busy:
+        return _page(school, status=409, errors={"sync": str(busy)})
+    flash(f"Retrying run {run.id}: the new run is listed below when it has finished.", "success")
+    return redirect(url_for("integrations.index"), code=303)
+
+
+def _settings_form(settings: Any) -> dict[str, Any]:
+    if settings is None:
+        return {
+            "connector": "wonde",
+            "mis_school_id": "",
+            "sync_at": connectors.DEFAULT_SYNC_AT.strftime("%H:%M"),
+            "enabled": True,
+        }
+    return {
+        "connector": settings.connector,
+        "mis_school_id": settings.mis_school_id,
+        "sync_at": settings.sync_at.strftime("%H:%M"),
+        "enabled": settings.enabled,
+    }
+
+
+@bp.route("/integrations/connector", methods=["GET", "POST"])
+@require_perm(Perm.INTEGRATIONS_MANAGE)
+def connector_settings() -> Any:
+    school = _school()
+    session = db.session()
+    settings = connectors.settings_for(session, school.id)
+    form = _settings_form(settings)
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        submitted = connectors.SettingsForm(
+            connector=request.form.get("connector", "").strip(),
+            mis_school_id=request.form.get("mis_school_id", "").strip(),
+            token=request.form.get("token", "").strip(),
+            sync_at=request.form.get("sync_at", "").strip(),
+            enabled=request.form.get("enabled") == "yes",
+        )
+        try:
+            connectors.save_settings(session, school.id, submitted)
+        except connectors.SettingsInvalid as invalid:
+            errors = invalid.errors
+            form = {
+                "connector": submitted.connector,
+                "mis_school_id": submitted.mis_school_id,
+                "sync_at": submitted.sync_at,
+                "enabled": submitted.enabled,
+            }
+        else:
+            flash("Connector settings saved.", "success")
+            return redirect(url_for("integrations.connector_settings"), code=303)
+    return (
+        render_template(
+            "integrations/connector.html",
+            school=school,
+            settings=settings,
+            form=form,
+            errors=errors,
+            connectors=connectors.CONNECTORS,
+        ),
+        400 if errors else 200,
+    )
 
 
 def register(app: Flask) -> None:
