@@ -726,3 +726,72 @@ def _sibling_headline(
         bool(result.severe_absence[0]),
         period.name,
     )
+
+
+# ---- pupil characteristics for aggregate figures -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PupilTraits:
+    """The characteristics a school's figures are broken down by, one array entry per pupil."""
+
+    ids: list[int]
+    year_group: np.ndarray
+    flags: dict[str, np.ndarray]
+    """``sen_support``, ``ehcp``, ``fsm``, ``eal``, ``looked_after``: a boolean per pupil."""
+
+
+def pupil_traits(session: Session, org_id: int) -> PupilTraits:
+    """Every pupil of the school (by id) with the year group and characteristics insights group by."""
+    rows = session.execute(
+        select(
+            Pupil.id, Pupil.year_group, Pupil.sen_status, Pupil.fsm, Pupil.eal, Pupil.looked_after
+        )
+        .where(Pupil.org_id == org_id)
+        .order_by(Pupil.id)
+    ).all()
+    return PupilTraits(
+        ids=[r.id for r in rows],
+        year_group=np.array([r.year_group for r in rows], dtype=object),
+        flags={
+            "sen_support": np.array([r.sen_status is SenStatus.SEN_SUPPORT for r in rows], dtype=bool),
+            "ehcp": np.array([r.sen_status is SenStatus.EHCP for r in rows], dtype=bool),
+            "fsm": np.array([bool(r.fsm) for r in rows], dtype=bool),
+            "eal": np.array([bool(r.eal) for r in rows], dtype=bool),
+            "looked_after": np.array([bool(r.looked_after) for r in rows], dtype=bool),
+        },
+    )
+
+
+# ---- weekly attendance of many pupils (insights' what-works) -----------------------------------
+
+
+@dataclass(frozen=True)
+class WeeklyMarks:
+    """Sessions attended and possible in each school week, one row per pupil."""
+
+    pupil_ids: list[int]
+    weeks: list[dt.date]
+    """The Monday of each school week of the year up to the day asked for."""
+    attended: np.ndarray
+    possible: np.ndarray
+
+
+def weekly_marks(
+    session: Session, org_id: int, calendar: SchoolCalendar, pupil_ids: Sequence[int], on: dt.date
+) -> WeeklyMarks:
+    """Every pupil's attended and possible sessions per school week up to ``on`` (as :func:`weekly_trend`)."""
+    matrix = mark_matrix(session, org_id, calendar.academic_year, pupil_ids)
+    weeks = calendar.school_weeks(calendar.start, min(on, calendar.end))
+    classes = services.code_table(session).class_lut[matrix.codes]
+    attended = (classes == StatClass.PRESENT.number) | (classes == StatClass.APPROVED_ACTIVITY.number)
+    possible = (classes >= 1) & (classes <= StatClass.UNAUTHORISED.number)
+    start = academic_year_start(calendar.academic_year)
+    offsets = np.maximum(np.array([2 * (w - start).days for w in weeks], dtype=np.int64), 0)
+    ends = np.minimum(offsets + 14, matrix.codes.shape[1])
+
+    def per_week(flags: np.ndarray) -> np.ndarray:
+        running = np.hstack([np.zeros((flags.shape[0], 1), dtype=np.int64), np.cumsum(flags, axis=1)])
+        return running[:, ends] - running[:, offsets]
+
+    return WeeklyMarks(list(pupil_ids), weeks, per_week(attended), per_week(possible))

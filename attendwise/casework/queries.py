@@ -176,3 +176,111 @@ def contact_logs(session: Session, case_id: int) -> list[ContactLog]:
             select(ContactLog).where(ContactLog.case_id == case_id).order_by(ContactLog.occurred_at.desc())
         )
     )
+
+
+@dataclass(frozen=True)
+class CaseworkCounts:
+    """A school's casework in figures: open cases by stage, and meetings held in a date range."""
+
+    open_by_stage: dict[str, int]
+    open_cases: int
+    meetings: int
+
+
+def casework_counts(session: Session, start: dt.date, end: dt.date) -> CaseworkCounts:
+    """The current school's open cases by stage name, and meetings from ``start`` to ``end``."""
+    by_stage = {
+        str(name): int(n)
+        for name, n in session.execute(
+            select(Case.stage_name, func.count())
+            .where(Case.status == CaseStatus.OPEN)
+            .group_by(Case.stage_name)
+        ).all()
+    }
+    low = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC)
+    high = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    meetings = session.scalar(
+        select(func.count()).select_from(Meeting).where(Meeting.starts_at >= low, Meeting.starts_at < high)
+    )
+    return CaseworkCounts(by_stage, sum(by_stage.values()), int(meetings or 0))
+
+
+# ---- dates of casework for process measures and what-works (insights) ---------------------------
+
+
+@dataclass(frozen=True)
+class CaseHistory:
+    """One case episode as dates and stage numbers only: no names, notes or contacts' details."""
+
+    pupil_id: int
+    opened_on: dt.date
+    first_contact_on: dt.date | None
+    moves: tuple[tuple[dt.date, int, int, str], ...]
+    """Stage changes in order: (day, from stage, to stage, name of the stage moved to)."""
+    closed_on: dt.date | None
+
+
+def case_histories(session: Session, start: dt.date, end: dt.date) -> list[CaseHistory]:
+    """The current school's case episodes open at any time from ``start`` to ``end``."""
+    from attendwise.casework.models import StageChange
+
+    cases = session.execute(
+        select(Case.id, Case.pupil_id, Case.opened_on, Case.closed_on)
+        .where(Case.opened_on <= end, or_(Case.closed_on.is_(None), Case.closed_on >= start))
+        .order_by(Case.id)
+    ).all()
+    ids = [c.id for c in cases]
+    first_contact: dict[int, dt.datetime] = {}
+    moves: dict[int, list[tuple[dt.date, int, int, str]]] = {i: [] for i in ids}
+    for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+        first_contact.update(
+            session.execute(
+                select(ContactLog.case_id, func.min(ContactLog.occurred_at))
+                .where(ContactLog.case_id.in_(chunk))
+                .group_by(ContactLog.case_id)
+            ).tuples()
+        )
+        for change in session.execute(
+            select(
+                StageChange.case_id,
+                StageChange.changed_on,
+                StageChange.from_stage,
+                StageChange.to_stage,
+                StageChange.to_name,
+            )
+            .where(StageChange.case_id.in_(chunk))
+            .order_by(StageChange.case_id, StageChange.changed_on, StageChange.id)
+        ):
+            moves[change.case_id].append(
+                (change.changed_on, change.from_stage, change.to_stage, change.to_name)
+            )
+    return [
+        CaseHistory(
+            pupil_id=c.pupil_id,
+            opened_on=c.opened_on,
+            first_contact_on=first_contact[c.id].date() if c.id in first_contact else None,
+            moves=tuple(moves[c.id]),
+            closed_on=c.closed_on,
+        )
+        for c in cases
+    ]
+
+
+def overdue_task_count(session: Session, on: dt.date) -> int:
+    """The current school's open tasks whose due day is before ``on``."""
+    count = session.scalar(
+        select(func.count()).select_from(Task).where(Task.status == TaskStatus.OPEN, Task.due_on < on)
+    )
+    return int(count or 0)
+
+
+def actions_done(session: Session, start: dt.date, end: dt.date) -> list[tuple[int, str, dt.date]]:
+    """The current school's tasks done from ``start`` to ``end``: (pupil id, kind, day done)."""
+    low = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC)
+    high = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    rows = session.execute(
+        select(Task.pupil_id, Task.kind, Task.completed_at)
+        .where(Task.status == TaskStatus.DONE, Task.completed_at >= low, Task.completed_at < high)
+        .order_by(Task.completed_at)
+    )
+    return [(r.pupil_id, TaskKind(r.kind).value, r.completed_at.date()) for r in rows]

@@ -630,3 +630,15 @@ def registration_certificate(
         detail={"from": period.start.isoformat(), "to": period.end.isoformat()},
     )
     return document
+
+
+def letters_made(session: Session, start: dt.date, end: dt.date) -> int:
+    """Letters the current school queued from ``start`` to ``end`` (any channel, not failed)."""
+    low = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC)
+    high = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    count = session.scalar(
+        select(func.count())
+        .select_from(Letter)
+        .where(Letter.queued_at >= low, Letter.queued_at < high, Letter.status != LetterStatus.FAILED.value)
+    )
+    return int(count or 0)

@@ -218,3 +218,39 @@ def penalty_panel(session: Session, received: ReceivedReferral, today: dt.date) 
         last = max(dt.date.fromisoformat(d) for d, _s, _c in windows[-1]["sessions"])
         clock = penalty.prosecution_clock([(last, "PM")], today)
     return PenaltyPanel(windows, ledgers, clock)
+
+
+def referrals_by_status(session: Session, start: dt.date, end: dt.date) -> dict[str, int]:
+    """The current school's referrals submitted from ``start`` to ``end``, counted by status."""
+    from sqlalchemy import func
+
+    from attendwise.referrals.models import Referral
+
+    low = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC)
+    high = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    rows = session.execute(
+        select(Referral.status, func.count())
+        .where(Referral.submitted_at >= low, Referral.submitted_at < high)
+        .group_by(Referral.status)
+    ).all()
+    return {Status(status).value: int(n) for status, n in rows}
+
+
+def referrals_returned(session: Session, start: dt.date, end: dt.date) -> tuple[int, int]:
+    """The current school's referrals submitted from ``start`` to ``end``, and how many of them
+    the LA asked more information about: ``(submitted, returned)``."""
+    from sqlalchemy import func
+
+    from attendwise.referrals.models import Referral
+
+    low = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC)
+    high = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    submitted = select(Referral.id).where(Referral.submitted_at >= low, Referral.submitted_at < high)
+    total = session.scalar(select(func.count()).select_from(submitted.subquery()))
+    returned = session.scalar(
+        select(func.count(func.distinct(ReferralMessage.referral_id))).where(
+            ReferralMessage.requests_information.is_(True),
+            ReferralMessage.referral_id.in_(submitted.scalar_subquery()),
+        )
+    )
+    return int(total or 0), int(returned or 0)

@@ -1,0 +1,1000 @@
+"""Insights: each school's figures precomputed, and comparisons of a trust's or an LA's schools.
+
+:func:`refresh` recomputes one school's figures from its marks and stores them
+(:mod:`attendwise.insights.models`); it runs as a job after each evaluation run and from
+``attendwise insights refresh``. The pages and the API answer from those rows only, through
+:func:`comparison` (a trust, an LA or one school) and :func:`national_reference`.
+
+How a refresh computes. The school year up to the day is cut into *segments*: Monday-to-Sunday
+weeks, further cut where a half-term starts or ends and where a compared period ends, so every
+period on the pages (this half-term, this term, the year to date, last year, and the same
+periods a year earlier) and every trend week is a union of whole segments. One call of
+:func:`attendwise.attendance.metrics.compute` counts every pupil's sessions in every segment
+(the segments are stacked as rows of one narrow matrix; session counts do not depend on where
+the days fall in the calendar). A period's figures for a pupil are the sums over its segments,
+and persistent and severe absence are then read from those sums with the attendance core's own
+definitions (:class:`~attendwise.attendance.metrics.PupilMetrics` and
+:func:`~attendwise.attendance.metrics.aggregate`), never re-implemented here.
+
+Small-group suppression: outside the school itself, any figure that comes from fewer than
+:data:`SUPPRESS_BELOW` pupils is withheld (shown as "x"), as in the DfE's statistics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.orm import Session
+
+from attendwise.attendance import metrics
+from attendwise.attendance import queries as attendance_queries
+from attendwise.attendance import services as attendance_services
+from attendwise.attendance.calendar import SchoolCalendar, academic_year_label, academic_year_of, week_start
+from attendwise.attendance.codes import CodeTable
+from attendwise.casework import queries as casework_queries
+from attendwise.insights.models import NationalFigure, SchoolCasework, SchoolFigures, SchoolWeek
+from attendwise.letters import services as letter_services
+from attendwise.platform import audit, tenancy
+from attendwise.platform.db import utcnow
+from attendwise.referrals import queries as referral_queries
+from attendwise.tenants.models import Organisation, OrgKind
+
+PERIODS: dict[str, str] = {
+    "half_term": "This half-term",
+    "term": "This term",
+    "ytd": "Year to date",
+    "last_year": "Last year",
+}
+"""The periods a comparison can be asked for, with their labels (the first is not the default:
+:data:`DEFAULT_PERIOD` is)."""
+
+DEFAULT_PERIOD = "ytd"
+LAST_YEAR_SUFFIX = "_ly"
+SUPPRESS_BELOW = 5
+SUPPRESSED = "x"
+
+PUPIL_GROUPS: dict[str, str] = {
+    "sen_support": "SEN support",
+    "ehcp": "Education, health and care plan",
+    "fsm": "Free school meals",
+    "eal": "English as an additional language",
+    "looked_after": "Looked after",
+}
+
+MEASURES: dict[str, str] = {
+    "attendance": "Attendance",
+    "authorised": "Authorised absence",
+    "unauthorised": "Unauthorised absence",
+    "persistent": "Persistent absence",
+    "severe": "Severe absence",
+}
+"""The attendance measures of a comparison, each a percentage (see :class:`Figures`)."""
+
+NATIONAL_MEASURES = ("absence", "authorised", "unauthorised", "persistent", "severe")
+NATIONAL_PHASES = ("all", "primary", "secondary", "special")
+
+
+class InsightsError(ValueError):
+    """A request for figures that cannot be answered as asked (an unknown period, say)."""
+
+
+class NotVisible(LookupError):
+    """The organisation does not exist or the current tenant may not see its figures."""
+
+
+# ---- the figures ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Attendance figures of a group of pupils over one period (sessions and pupils summed).
+
+    ``suppressed`` figures come from fewer than :data:`SUPPRESS_BELOW` pupils and are shown
+    outside the school: every percentage and count is then ``None``.
+    """
+
+    pupils: int = 0
+    possible: int = 0
+    attended: int = 0
+    authorised: int = 0
+    unauthorised: int = 0
+    persistent: int = 0
+    severe: int = 0
+    suppressed: bool = False
+
+    def __add__(self, other: Figures) -> Figures:
+        return Figures(
+            self.pupils + other.pupils,
+            self.possible + other.possible,
+            self.attended + other.attended,
+            self.authorised + other.authorised,
+            self.unauthorised + other.unauthorised,
+            self.persistent + other.persistent,
+            self.severe + other.severe,
+        )
+
+    def suppress_if_small(self, suppress: bool) -> Figures:
+        if suppress and self.pupils < SUPPRESS_BELOW:
+            return Figures(suppressed=True)
+        return self
+
+    def _share(self, part: int, whole: int) -> float | None:
+        if self.suppressed or not whole:
+            return None
+        return 100.0 * part / whole
+
+    @property
+    def pupil_count(self) -> int | None:
+        return None if self.suppressed else self.pupils
+
+    @property
+    def attendance(self) -> float | None:
+        return self._share(self.attended, self.possible)
+
+    @property
+    def absence(self) -> float | None:
+        return self._share(self.authorised + self.unauthorised, self.possible)
+
+    @property
+    def authorised_rate(self) -> float | None:
+        return self._share(self.authorised, self.possible)
+
+    @property
+    def unauthorised_rate(self) -> float | None:
+        return self._share(self.unauthorised, self.possible)
+
+    @property
+    def persistent_rate(self) -> float | None:
+        """Persistent absentees as a share of pupils with a possible session (DfE)."""
+        return self._share(self.persistent, self.pupils)
+
+    @property
+    def severe_rate(self) -> float | None:
+        return self._share(self.severe, self.pupils)
+
+    def measure(self, key: str) -> float | None:
+        """One of :data:`MEASURES` (or ``absence``) as a percentage."""
+        return {
+            "attendance": self.attendance,
+            "absence": self.absence,
+            "authorised": self.authorised_rate,
+            "unauthorised": self.unauthorised_rate,
+            "persistent": self.persistent_rate,
+            "severe": self.severe_rate,
+        }[key]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "suppressed": self.suppressed,
+            "pupils": self.pupil_count,
+            "possible_sessions": None if self.suppressed else self.possible,
+            "attendance_pct": self.attendance,
+            "absence_pct": self.absence,
+            "authorised_pct": self.authorised_rate,
+            "unauthorised_pct": self.unauthorised_rate,
+            "persistent_absentees": None if self.suppressed else self.persistent,
+            "persistent_pct": self.persistent_rate,
+            "severe_absentees": None if self.suppressed else self.severe,
+            "severe_pct": self.severe_rate,
+        }
+
+
+@dataclass(frozen=True)
+class Count:
+    """A casework count; ``None`` when suppressed (from 1 to 4 pupils, outside the school)."""
+
+    label: str
+    value: int | None
+
+    @property
+    def suppressed(self) -> bool:
+        return self.value is None
+
+
+@dataclass(frozen=True)
+class Casework:
+    """Casework in figures: open cases by stage, open cases, and this term's letters,
+    meetings and referrals (with referrals by where they stand)."""
+
+    stages: list[Count] = field(default_factory=list)
+    open_cases: Count = Count("Open cases", 0)
+    letters: Count = Count("Letters this term", 0)
+    meetings: Count = Count("Meetings this term", 0)
+    referrals: Count = Count("Referrals this term", 0)
+    referral_status: list[Count] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SchoolRow:
+    """One school of a comparison."""
+
+    school_id: int
+    name: str
+    urn: str | None
+    phase: str
+    figures: Figures
+    last_year: Figures | None
+    casework: Casework
+    refreshed_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    """The total over the compared schools for one breakdown: a phase, year group or pupil group."""
+
+    breakdown: str  # "phase", "year" or "group"
+    key: str
+    label: str
+    figures: Figures
+    last_year: Figures | None
+
+
+@dataclass(frozen=True)
+class WeekPoint:
+    """One school week of the trend: this year's week and the same week number a year earlier."""
+
+    number: int
+    week_start: dt.date
+    figures: Figures
+    last_year: Figures | None
+
+
+@dataclass(frozen=True)
+class NationalValue:
+    measure: str
+    phase: str
+    value: float
+    academic_year: int
+    period_kind: str
+    source: str
+
+    @property
+    def year_label(self) -> str:
+        kind = "full year" if self.period_kind == "year" else f"{self.period_kind} term"
+        return f"{academic_year_label(self.academic_year)} {kind}"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Figures of a trust's or an LA's schools (or of one school), per school and in total."""
+
+    scope_id: int
+    scope_name: str
+    scope_kind: str
+    period: str
+    period_label: str
+    period_start: dt.date | None
+    period_end: dt.date | None
+    suppressed_outside_school: bool
+    schools: list[SchoolRow]
+    total: Figures
+    total_last_year: Figures | None
+    groups: list[GroupRow]
+    weeks: list[WeekPoint]
+    casework: Casework
+    national: list[NationalValue]
+
+    def national_value(self, measure: str, phase: str = "all") -> NationalValue | None:
+        return next((n for n in self.national if n.measure == measure and n.phase == phase), None)
+
+
+# ---- refresh: from the marks to the stored figures ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Span:
+    """A period of one academic year: ``[start, end]``."""
+
+    key: str
+    start: dt.date
+    end: dt.date
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    school_id: int
+    on: dt.date
+    pupils: int
+    figure_rows: int
+    week_rows: int
+
+
+def spans(calendar: SchoolCalendar, previous: SchoolCalendar, on: dt.date) -> list[Span]:
+    """The periods of :data:`PERIODS` as of ``on``, and the same periods a year earlier.
+
+    This half-term and this term run from their start to ``on`` (the last half-term begun, in a
+    holiday); the same period last year is last year's half-term or term of the same position,
+    to the same number of days in, and the year to date last year runs as many days from the
+    start of last year's calendar. ``last_year`` is the whole of last year.
+    """
+    end = min(max(on, calendar.start), calendar.end)
+    out = [Span("ytd", calendar.start, end)]
+    started = [i for i, h in enumerate(calendar.half_terms) if h.start <= end]
+    index = calendar.half_terms.index(calendar.half_term_of(end)) if calendar.half_term_of(end) else None
+    if index is None:
+        index = started[-1] if started else 0
+    half = calendar.half_terms[index]
+    term = next(t for t in calendar.terms if half in t.half_terms)
+    half_end, term_end = min(max(end, half.start), half.end), min(max(end, term.start), term.end)
+    out += [Span("half_term", half.start, half_end), Span("term", term.start, term_end)]
+    out.append(Span("last_year", previous.start, previous.end))
+
+    def same_days(start: dt.date, stop: dt.date, days: int) -> dt.date:
+        return min(start + dt.timedelta(days=days), stop)
+
+    out.append(
+        Span(
+            "ytd" + LAST_YEAR_SUFFIX,
+            previous.start,
+            same_days(previous.start, previous.end, (end - calendar.start).days),
+        )
+    )
+    if index < len(previous.half_terms):
+        ly_half = previous.half_terms[index]
+        ly_term = next(t for t in previous.terms if ly_half in t.half_terms)
+        out.append(
+            Span(
+                "half_term" + LAST_YEAR_SUFFIX,
+                ly_half.start,
+                same_days(ly_half.start, ly_half.end, (half_end - half.start).days),
+            )
+        )
+        out.append(
+            Span(
+                "term" + LAST_YEAR_SUFFIX,
+                ly_term.start,
+                same_days(ly_term.start, ly_term.end, (term_end - term.start).days),
+            )
+        )
+    return out
+
+
+def _segments(calendar: SchoolCalendar, start: dt.date, end: dt.date, ends: Iterable[dt.date]) -> list[Span]:
+    """``[start, end]`` cut into weeks, and again after each day of ``ends`` and at half-terms."""
+    cuts = {start}
+    for h in calendar.half_terms:
+        cuts |= {h.start, h.end + dt.timedelta(days=1)}
+    cuts |= {d + dt.timedelta(days=1) for d in ends}
+    monday = week_start(start) + dt.timedelta(days=7)
+    while monday <= end:
+        cuts.add(monday)
+        monday += dt.timedelta(days=7)
+    bounds = sorted(c for c in cuts if start <= c <= end)
+    stops = [b - dt.timedelta(days=1) for b in bounds[1:]] + [end]
+    return [Span("", a, b) for a, b in zip(bounds, stops, strict=True)]
+
+
+def _segment_metrics(
+    matrix: metrics.MarkMatrix, calendar: SchoolCalendar, segments: Sequence[Span], table: CodeTable
+) -> metrics.PupilMetrics:
+    """Every pupil's sessions in every segment: row ``k * pupils + i`` is pupil ``i`` in segment ``k``.
+
+    Each segment lies inside one Monday-to-Sunday week, so it is copied to the same weekdays of
+    one 7-day matrix; the rows are computed in one pass. Only session counts are read from the
+    result: they depend on the codes alone, not on which week the days belong to.
+    """
+    n = matrix.codes.shape[0]
+    monday = calendar.start + dt.timedelta(days=(7 - calendar.start.weekday()) % 7)
+    stacked = np.zeros((len(segments) * n, 14), dtype=np.uint8)
+    for k, seg in enumerate(segments):
+        lo, hi = (seg.start - matrix.start).days, (seg.end - matrix.start).days + 1
+        day = seg.start.weekday()
+        stacked[k * n : (k + 1) * n, 2 * day : 2 * (day + hi - lo)] = matrix.codes[:, 2 * lo : 2 * hi]
+    return metrics.compute(
+        metrics.MarkMatrix(monday, stacked, range(len(stacked))),
+        [calendar],
+        metrics.Period(monday, monday + dt.timedelta(days=6)),
+        table=table,
+        block_rows=max(n, 1),
+    )
+
+
+_SUMMED = ("possible", "present", "approved_activity", "authorised", "unauthorised", "not_counted")
+
+
+def _pupil_sums(seg: metrics.PupilMetrics, take: np.ndarray, n: int) -> metrics.PupilMetrics:
+    """Per pupil, the session counts summed over the segments ``take`` selects.
+
+    The result is a :class:`PupilMetrics` so that the attendance core's own definitions of
+    persistent and severe absence apply to the sums; every figure other than the session
+    counts is zero (it is not meaningful for a union of segments and nothing reads it).
+    """
+    nseg = len(take)
+    zeros: dict[str, Any] = {}
+    for f in fields(seg):
+        value = getattr(seg, f.name)
+        if isinstance(value, np.ndarray) and value.ndim and value.shape[0] == len(seg):
+            zeros[f.name] = np.zeros((n, *value.shape[1:]), dtype=value.dtype)
+    for name in _SUMMED:
+        zeros[name] = getattr(seg, name).reshape(nseg, n)[take].sum(axis=0, dtype=np.int64)
+    return replace(seg, pupils=range(n), **zeros)
+
+
+def _figures(summary: metrics.GroupSummary) -> dict[str, int]:
+    return {
+        "pupils": summary.enrolments_with_possible,
+        "possible": summary.possible,
+        "attended": summary.present + summary.approved_activity,
+        "authorised": summary.authorised,
+        "unauthorised": summary.unauthorised,
+        "persistent": summary.persistent_absentees,
+        "severe": summary.severe_absentees,
+    }
+
+
+def _breakdowns(
+    pupils: metrics.PupilMetrics, traits: attendance_queries.PupilTraits
+) -> list[tuple[str, str, dict[str, int]]]:
+    """(breakdown, group, figures) for the whole school, each year group and each pupil group."""
+    n = len(traits.ids)
+    out = [("all", "all", _figures(metrics.aggregate(pupils, np.zeros(n, dtype=np.int8))[0]))] if n else []
+    if n:
+        for summary in metrics.aggregate(pupils, traits.year_group.astype(str)):
+            out.append(("year", str(summary.group), _figures(summary)))
+    for key in PUPIL_GROUPS:
+        members = traits.flags[key]
+        if members.any():
+            summary = next(s for s in metrics.aggregate(pupils, members) if s.group)
+            out.append(("group", key, _figures(summary)))
+    return out
+
+
+def refresh(session: Session, school_id: int, *, on: dt.date | None = None) -> RefreshResult:
+    """Recompute and store one school's figures as of ``on`` (today by default).
+
+    Replaces the school's figure, week and casework rows in one go (the caller's transaction),
+    and records the refresh in the school's audit log.
+    """
+    on = on or attendance_queries.today()
+    with tenancy.tenant_context(school_id):
+        year = academic_year_of(on)
+        calendar = attendance_services.school_calendar(session, school_id, year)
+        previous = attendance_services.school_calendar(session, school_id, year - 1)
+        traits = attendance_queries.pupil_traits(session, school_id)
+        table = attendance_services.code_table(session)
+        periods = spans(calendar, previous, on)
+        now = utcnow()
+        figure_rows: list[dict[str, Any]] = []
+        week_rows: list[dict[str, Any]] = []
+        for cal, academic_year in ((calendar, year), (previous, year - 1)):
+            in_year = [s for s in periods if cal.start <= s.start <= cal.end]
+            stop = max(s.end for s in in_year)
+            segments = _segments(cal, cal.start, stop, [s.end for s in in_year])
+            matrix = attendance_queries.mark_matrix(session, school_id, academic_year, traits.ids)
+            seg = _segment_metrics(matrix, cal, segments, table) if segments and traits.ids else None
+            n = len(traits.ids)
+            for span in in_year:
+                take = np.array([span.start <= s.start and s.end <= span.end for s in segments])
+                sums = _pupil_sums(seg, take, n) if seg is not None else None
+                rows = _breakdowns(sums, traits) if sums is not None else [("all", "all", _empty())]
+                figure_rows += [
+                    {
+                        "org_id": school_id,
+                        "period": span.key,
+                        "breakdown": breakdown,
+                        "group": group,
+                        "period_start": span.start,
+                        "period_end": span.end,
+                        "computed_at": now,
+                        **values,
+                    }
+                    for breakdown, group, values in rows
+                ]
+            if seg is not None:
+                week_rows += _weeks(seg, segments, n, academic_year, school_id, stop=stop)
+        _store(session, school_id, figure_rows, week_rows, _casework_rows(session, school_id, periods, now))
+        audit.record(
+            session,
+            org_id=school_id,
+            action="insights.refresh",
+            object_type="organisation",
+            object_id=school_id,
+            detail={"on": on.isoformat(), "pupils": len(traits.ids), "figure_rows": len(figure_rows)},
+        )
+    return RefreshResult(school_id, on, len(traits.ids), len(figure_rows), len(week_rows))
+
+
+def _empty() -> dict[str, int]:
+    return dict.fromkeys(
+        ("pupils", "possible", "attended", "authorised", "unauthorised", "persistent", "severe"), 0
+    )
+
+
+def _weeks(
+    seg: metrics.PupilMetrics,
+    segments: Sequence[Span],
+    n: int,
+    academic_year: int,
+    school_id: int,
+    *,
+    stop: dt.date,
+) -> list[dict[str, Any]]:
+    """The school's sessions per Monday-to-Sunday week (weeks with a possible session only)."""
+    by_week: dict[dt.date, list[int]] = defaultdict(list)
+    for k, s in enumerate(segments):
+        by_week[week_start(s.start)].append(k)
+    out = []
+    for monday, ks in sorted(by_week.items()):
+        take = np.zeros(len(segments), dtype=bool)
+        take[ks] = True
+        pupils = _pupil_sums(seg, take, n)
+        if not int(pupils.possible.sum()):
+            continue
+        out.append(
+            {
+                "org_id": school_id,
+                "academic_year": academic_year,
+                "week_start": monday,
+                "pupils": int((pupils.possible > 0).sum()),
+                "possible": int(pupils.possible.sum()),
+                "attended": int(pupils.attended.sum()),
+                "authorised": int(pupils.authorised.sum()),
+                "unauthorised": int(pupils.unauthorised.sum()),
+            }
+        )
+    return out
+
+
+def _casework_rows(
+    session: Session, school_id: int, periods: Sequence[Span], now: dt.datetime
+) -> list[dict[str, Any]]:
+    term = next(s for s in periods if s.key == "term")
+    counts = casework_queries.casework_counts(session, term.start, term.end)
+    referrals = referral_queries.referrals_by_status(session, term.start, term.end)
+    values: list[tuple[str, str, int]] = [
+        ("stage", name, n) for name, n in sorted(counts.open_by_stage.items())
+    ]
+    values += [
+        ("open_cases", "", counts.open_cases),
+        ("letters", "", letter_services.letters_made(session, term.start, term.end)),
+        ("meetings", "", counts.meetings),
+        ("referrals", "", sum(referrals.values())),
+    ]
+    values += [("referral_status", status, n) for status, n in sorted(referrals.items())]
+    return [
+        {"org_id": school_id, "measure": m, "key": k, "pupils": n, "computed_at": now} for m, k, n in values
+    ]
+
+
+def _store(
+    session: Session,
+    school_id: int,
+    figure_rows: list[dict[str, Any]],
+    week_rows: list[dict[str, Any]],
+    casework_rows: list[dict[str, Any]],
+) -> None:
+    for model, rows in (
+        (SchoolFigures, figure_rows),
+        (SchoolWeek, week_rows),
+        (SchoolCasework, casework_rows),
+    ):
+        session.execute(delete(model).where(model.org_id == school_id))
+        if rows:
+            session.execute(insert(model), rows)
+    session.flush()
+
+
+def refresh_all(session: Session, *, on: dt.date | None = None) -> list[RefreshResult]:
+    """Refresh every school (the ``attendwise insights refresh`` command; system context)."""
+    ids = session.scalars(
+        select(Organisation.id).where(Organisation.kind == OrgKind.SCHOOL).order_by(Organisation.id)
+    ).all()
+    return [refresh(session, school_id, on=on) for school_id in ids]
+
+
+# ---- reading: comparisons ------------------------------------------------------------------------
+
+
+def schools_in_scope(session: Session, scope: Organisation) -> list[Organisation]:
+    """The schools a comparison covers: a trust's members, an LA's schools, or the school itself."""
+    if scope.kind == OrgKind.SCHOOL:
+        return [scope]
+    if scope.kind not in (OrgKind.TRUST, OrgKind.LA):
+        return []
+    column = Organisation.trust_id if scope.kind == OrgKind.TRUST else Organisation.la_id
+    return list(
+        session.scalars(
+            select(Organisation)
+            .where(column == scope.id, Organisation.kind == OrgKind.SCHOOL, Organisation.active.is_(True))
+            .order_by(Organisation.name)
+        )
+    )
+
+
+def _visible_scope(session: Session, scope_org_id: int) -> Organisation:
+    """The organisation if the current tenant may see its figures: its own organisation, or a
+    school it reads (a trust's member school); anything else is not found."""
+    ctx = tenancy.require()
+    scope = session.get(Organisation, scope_org_id)
+    if scope is None:
+        raise NotVisible(f"no organisation {scope_org_id}")
+    if ctx.system or ctx.org_id == scope.id or (scope.kind == OrgKind.SCHOOL and ctx.can_read(scope.id)):
+        return scope
+    raise NotVisible(f"organisation {scope_org_id} is not visible from organisation {ctx.org_id}")
+
+
+@contextlib.contextmanager
+def _reading(school_ids: Sequence[int], scope: Organisation) -> Iterator[None]:
+    """Read the aggregate rows of ``school_ids``.
+
+    A trust's or a school's own context already reads them. An LA's context does not (an LA
+    reads no school's rows but its referrals), so its comparison reads these aggregate tables
+    alone in an explicit system context, for exactly the LA's schools (every query below
+    names them), and only aggregate, suppressed figures leave this module.
+    """
+    ctx = tenancy.require()
+    if all(ctx.can_read(i) for i in school_ids):
+        yield
+        return
+    with tenancy.system_context(f"insights: aggregate figures of the schools of LA {scope.id}"):
+        yield
+
+
+def _sum_columns() -> list[Any]:
+    return [
+        func.sum(SchoolFigures.pupils),
+        func.sum(SchoolFigures.possible),
+        func.sum(SchoolFigures.attended),
+        func.sum(SchoolFigures.authorised),
+        func.sum(SchoolFigures.unauthorised),
+        func.sum(SchoolFigures.persistent),
+        func.sum(SchoolFigures.severe),
+    ]
+
+
+def _figures_of(values: Sequence[Any]) -> Figures:
+    return Figures(*(int(v or 0) for v in values))
+
+
+def comparison(
+    session: Session, scope_org_id: int, period: str, *, suppress: bool | None = None
+) -> Comparison:
+    """The figures of a trust's or an LA's schools, or one school's, for one of :data:`PERIODS`.
+
+    Per school and in total, against the same period last year, by phase, year group and pupil
+    group, with the weekly trend, casework counts and the national figures. Outside the school
+    itself (``suppress`` defaults to that), figures from fewer than 5 pupils are suppressed.
+
+    Raises :class:`InsightsError` for an unknown period and :class:`NotVisible` when the
+    current tenant may not see the organisation's figures.
+    """
+    if period not in PERIODS:
+        raise InsightsError(f"period {period!r} is not one of: {', '.join(PERIODS)}")
+    scope = _visible_scope(session, scope_org_id)
+    ctx = tenancy.require()
+    if suppress is None:
+        suppress = not (scope.kind == OrgKind.SCHOOL and ctx.org_id == scope.id)
+    schools = schools_in_scope(session, scope)
+    ids = [s.id for s in schools]
+    ly = period + LAST_YEAR_SUFFIX
+    with _reading(ids, scope):
+        own = session.execute(
+            select(
+                SchoolFigures.org_id,
+                SchoolFigures.period,
+                SchoolFigures.period_start,
+                SchoolFigures.period_end,
+                SchoolFigures.computed_at,
+                SchoolFigures.pupils,
+                SchoolFigures.possible,
+                SchoolFigures.attended,
+                SchoolFigures.authorised,
+                SchoolFigures.unauthorised,
+                SchoolFigures.persistent,
+                SchoolFigures.severe,
+            ).where(
+                SchoolFigures.org_id.in_(ids),
+                SchoolFigures.period.in_((period, ly)),
+                SchoolFigures.breakdown == "all",
+            )
+        ).all()
+        grouped = session.execute(
+            select(SchoolFigures.breakdown, SchoolFigures.group, SchoolFigures.period, *_sum_columns())
+            .where(
+                SchoolFigures.org_id.in_(ids),
+                SchoolFigures.period.in_((period, ly)),
+                SchoolFigures.breakdown != "all",
+            )
+            .group_by(SchoolFigures.breakdown, SchoolFigures.group, SchoolFigures.period)
+        ).all()
+        weekly = session.execute(
+            select(
+                SchoolWeek.academic_year,
+                SchoolWeek.week_start,
+                func.sum(SchoolWeek.pupils),
+                func.sum(SchoolWeek.possible),
+                func.sum(SchoolWeek.attended),
+                func.sum(SchoolWeek.authorised),
+                func.sum(SchoolWeek.unauthorised),
+            )
+            .where(SchoolWeek.org_id.in_(ids))
+            .group_by(SchoolWeek.academic_year, SchoolWeek.week_start)
+            .order_by(SchoolWeek.week_start)
+        ).all()
+        casework = session.execute(
+            select(
+                SchoolCasework.org_id, SchoolCasework.measure, SchoolCasework.key, SchoolCasework.pupils
+            ).where(SchoolCasework.org_id.in_(ids))
+        ).all()
+
+    current: dict[int, Figures] = {}
+    previous: dict[int, Figures] = {}
+    refreshed: dict[int, dt.datetime] = {}
+    starts, ends = [], []
+    for row in own:
+        figures = _figures_of(row[5:])
+        if row.period == period:
+            current[row.org_id] = figures
+            refreshed[row.org_id] = row.computed_at
+            starts.append(row.period_start)
+            ends.append(row.period_end)
+        else:
+            previous[row.org_id] = figures
+    case_rows: dict[int, list[tuple[str, str, int]]] = defaultdict(list)
+    for org_id, measure, key, n in casework:
+        case_rows[org_id].append((measure, key, int(n)))
+
+    rows = [
+        SchoolRow(
+            school_id=s.id,
+            name=s.name,
+            urn=s.urn,
+            phase=s.phase or "Not recorded",
+            figures=current.get(s.id, Figures()).suppress_if_small(suppress),
+            last_year=previous[s.id].suppress_if_small(suppress) if s.id in previous else None,
+            casework=_casework(case_rows.get(s.id, []), suppress),
+            refreshed_at=refreshed.get(s.id),
+        )
+        for s in schools
+    ]
+    total = sum(current.values(), Figures())
+    total_ly = sum(previous.values(), Figures()) if previous else None
+    groups = _phase_rows(schools, current, previous, suppress)
+    groups += _group_rows(grouped, period, suppress)
+    return Comparison(
+        scope_id=scope.id,
+        scope_name=scope.name,
+        scope_kind=scope.kind.value,
+        period=period,
+        period_label=PERIODS[period],
+        period_start=min(starts) if starts else None,
+        period_end=max(ends) if ends else None,
+        suppressed_outside_school=suppress,
+        schools=rows,
+        total=total.suppress_if_small(suppress),
+        total_last_year=total_ly.suppress_if_small(suppress) if total_ly is not None else None,
+        groups=groups,
+        weeks=_week_points(weekly, suppress),
+        casework=_casework([c for cs in case_rows.values() for c in cs], suppress),
+        national=national_reference(session),
+    )
+
+
+def _phase_rows(
+    schools: Sequence[Organisation], current: dict[int, Figures], previous: dict[int, Figures], suppress: bool
+) -> list[GroupRow]:
+    phases = sorted({s.phase or "Not recorded" for s in schools})
+    if len(phases) < 2:
+        return []
+    out = []
+    for phase in phases:
+        members = [s.id for s in schools if (s.phase or "Not recorded") == phase]
+        now = sum((current.get(i, Figures()) for i in members), Figures())
+        before = [previous[i] for i in members if i in previous]
+        out.append(
+            GroupRow(
+                "phase",
+                phase.lower(),
+                phase,
+                now.suppress_if_small(suppress),
+                sum(before, Figures()).suppress_if_small(suppress) if before else None,
+            )
+        )
+    return out
+
+
+def _year_order(key: str) -> tuple[int, str]:
+    order = {y: i for i, y in enumerate(attendance_services.YEAR_GROUPS)}
+    return order.get(key, 99), key
+
+
+def _group_rows(grouped: Sequence[Any], period: str, suppress: bool) -> list[GroupRow]:
+    now: dict[tuple[str, str], Figures] = {}
+    before: dict[tuple[str, str], Figures] = {}
+    for row in grouped:
+        target = now if row.period == period else before
+        target[(row.breakdown, row.group)] = _figures_of(row[3:])
+    years = sorted((k for b, k in now if b == "year"), key=_year_order)
+    out = [
+        GroupRow(
+            "year",
+            y,
+            f"Year {y}" if y.isdigit() else y,
+            now[("year", y)].suppress_if_small(suppress),
+            before[("year", y)].suppress_if_small(suppress) if ("year", y) in before else None,
+        )
+        for y in years
+    ]
+    out += [
+        GroupRow(
+            "group",
+            key,
+            label,
+            now[("group", key)].suppress_if_small(suppress),
+            before[("group", key)].suppress_if_small(suppress) if ("group", key) in before else None,
+        )
+        for key, label in PUPIL_GROUPS.items()
+        if ("group", key) in now
+    ]
+    return out
+
+
+def _week_points(weekly: Sequence[Any], suppress: bool) -> list[WeekPoint]:
+    if not weekly:
+        return []
+    latest = max(int(r.academic_year) for r in weekly)
+    this_year = [r for r in weekly if r.academic_year == latest]
+    last_year = [r for r in weekly if r.academic_year == latest - 1]
+
+    def figures(row: Any) -> Figures:
+        return Figures(*(int(v or 0) for v in row[2:7])).suppress_if_small(suppress)
+
+    return [
+        WeekPoint(
+            i + 1,
+            row.week_start,
+            figures(row),
+            figures(last_year[i]) if i < len(last_year) else None,
+        )
+        for i, row in enumerate(this_year)
+    ]
+
+
+_STATUS_LABELS = {
+    "submitted": "Submitted",
+    "acknowledged": "Acknowledged",
+    "more_information_requested": "More information requested",
+    "accepted": "Accepted",
+    "decided": "Decided",
+    "closed": "Closed",
+    "declined": "Declined",
+}
+
+
+def _casework(rows: Sequence[tuple[str, str, int]], suppress: bool) -> Casework:
+    sums: dict[tuple[str, str], int] = defaultdict(int)
+    for measure, key, n in rows:
+        sums[(measure, key)] += n
+
+    def count(label: str, n: int) -> Count:
+        return Count(label, None if suppress and 0 < n < SUPPRESS_BELOW else n)
+
+    return Casework(
+        stages=[count(k, n) for (m, k), n in sorted(sums.items()) if m == "stage"],
+        open_cases=count("Open cases", sums.get(("open_cases", ""), 0)),
+        letters=count("Letters this term", sums.get(("letters", ""), 0)),
+        meetings=count("Meetings this term", sums.get(("meetings", ""), 0)),
+        referrals=count("Referrals this term", sums.get(("referrals", ""), 0)),
+        referral_status=[
+            count(_STATUS_LABELS.get(k, k), n) for (m, k), n in sorted(sums.items()) if m == "referral_status"
+        ],
+    )
+
+
+# ---- national reference figures ------------------------------------------------------------------
+
+
+def national_reference(session: Session) -> list[NationalValue]:
+    """The national figures to compare with: for each measure and phase, the latest full year's,
+    whatever the period (this year's national figures are published only after it ends)."""
+    latest: dict[tuple[str, str], NationalFigure] = {}
+    for r in session.scalars(select(NationalFigure).where(NationalFigure.period_kind == "year")):
+        key = (r.measure, r.phase)
+        if key not in latest or r.academic_year > latest[key].academic_year:
+            latest[key] = r
+    return [
+        NationalValue(r.measure, r.phase, r.value, r.academic_year, r.period_kind, r.source)
+        for (measure, phase), r in sorted(
+            latest.items(),
+            key=lambda kv: (NATIONAL_MEASURES.index(kv[0][0]), NATIONAL_PHASES.index(kv[0][1])),
+        )
+    ]
+
+
+def national_figures(session: Session) -> list[NationalFigure]:
+    """Every stored national figure, newest year first (the platform admin's page)."""
+    return sorted(
+        session.scalars(select(NationalFigure)).all(),
+        key=lambda r: (
+            -r.academic_year,
+            r.period_kind,
+            NATIONAL_MEASURES.index(r.measure),
+            NATIONAL_PHASES.index(r.phase),
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class NationalInput:
+    academic_year: int
+    period_kind: str
+    measure: str
+    phase: str
+    value: float
+    source: str
+
+
+def check_national(values: NationalInput) -> list[str]:
+    """What is wrong with a national figure, each naming the field (empty when it is valid)."""
+    problems = []
+    if not 2000 <= values.academic_year <= 2100:
+        problems.append(f"academic_year: {values.academic_year} is not a year between 2000 and 2100")
+    if values.period_kind not in ("year", "autumn", "spring", "summer"):
+        problems.append(f"period_kind: {values.period_kind!r} is not one of year, autumn, spring, summer")
+    if values.measure not in NATIONAL_MEASURES:
+        problems.append(f"measure: {values.measure!r} is not one of {', '.join(NATIONAL_MEASURES)}")
+    if values.phase not in NATIONAL_PHASES:
+        problems.append(f"phase: {values.phase!r} is not one of {', '.join(NATIONAL_PHASES)}")
+    if not 0 <= values.value <= 100:
+        problems.append(f"value: {values.value} is not a percentage between 0 and 100")
+    if not values.source.strip():
+        problems.append("source: say where the figure was published")
+    elif len(values.source) > 2000:
+        problems.append("source: keep it under 2,000 characters")
+    return problems
+
+
+def save_national(
+    session: Session, values: NationalInput, *, user_id: int | None, actor_org_id: int
+) -> NationalFigure:
+    """Add or replace the national figure for (year, period kind, measure, phase); audited in the
+    platform organisation's log. Raises :class:`InsightsError` naming every bad field."""
+    problems = check_national(values)
+    if problems:
+        raise InsightsError("; ".join(problems))
+    row = session.scalar(
+        select(NationalFigure).where(
+            NationalFigure.academic_year == values.academic_year,
+            NationalFigure.period_kind == values.period_kind,
+            NationalFigure.measure == values.measure,
+            NationalFigure.phase == values.phase,
+        )
+    )
+    before = None if row is None else {"value": row.value, "source": row.source}
+    if row is None:
+        row = NationalFigure(
+            academic_year=values.academic_year,
+            period_kind=values.period_kind,
+            measure=values.measure,
+            phase=values.phase,
+            value=values.value,
+            source=values.source.strip(),
+        )
+        session.add(row)
+    else:
+        row.value, row.source = values.value, values.source.strip()
+    row.updated_by_user_id = user_id
+    session.flush()
+    audit.record(
+        session,
+        org_id=actor_org_id,
+        action="insights.national_figure",
+        object_type="national_figure",
+        object_id=row.id,
+        detail={
+            "academic_year": values.academic_year,
+            "period_kind": values.period_kind,
+            "measure": values.measure,
+            "phase": values.phase,
+            "before": before,
+            "after": {"value": row.value, "source": row.source},
+        },
+    )
+    return row
