@@ -252,6 +252,7 @@ class ContactLog(TenantMixin, TimestampMixin, Base):
     """A call, email, text, home visit or letter: who made it, when, with whom, and what happened."""
 
     __tablename__ = "case_contacts"
+    __table_args__ = (UniqueConstraint("org_id", "letter_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
@@ -263,6 +264,8 @@ class ContactLog(TenantMixin, TimestampMixin, Base):
     by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     safeguarding: Mapped[bool] = mapped_column(default=False)
     dsl_task_id: Mapped[int | None] = mapped_column(ForeignKey("case_tasks.id", ondelete="SET NULL"))
+    letter_id: Mapped[int | None] = mapped_column()
+    """The letter this entry records (letters package id), so a delivery is logged once only."""
 
     contact: Mapped[Contact | None] = relationship()
 

@@ -16,9 +16,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
+from marshmallow import Schema, fields
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -47,10 +50,12 @@ from attendwise.casework.models import (
     TaskStatus,
     TimelineEntry,
 )
+from attendwise.letters.hooks import LetterDelivered
 from attendwise.platform.db import utcnow
 from attendwise.policies.document import Policy
 from attendwise.policies.engine import ActionDecision, LadderState, TransitionDecision
 
+LONDON = ZoneInfo("Europe/London")
 DEFAULT_ROLE = "attendance_officer"
 DSL_ROLE = "designated_safeguarding_lead"
 ROLE_LABELS = {
@@ -104,8 +109,10 @@ def _timeline(
     by_user_id: int | None = None,
     obj: tuple[str, int | None] | None = None,
     corrects_id: int | None = None,
+    at: dt.datetime | None = None,
 ) -> TimelineEntry:
     entry = TimelineEntry(
+        occurred_at=at or utcnow(),
         case_id=case if isinstance(case, int) else case.id,
         kind=kind,
         title=title[:300],
@@ -293,6 +300,7 @@ class CaseworkSink:
                         if counts[row_of[t.upn]][1]
                         else None,
                         "actions": [_action_payload(a) for a in t.actions],
+                        "support_first": _support_gate(self.policy, t.to_stage, None),
                     },
                 )
                 self._add_task(task, case)
@@ -597,12 +605,20 @@ def decide_signoff(
         )
     if not approve and not reason.strip():
         raise CaseworkError("give a reason for declining")
+    case = get_case(session, task.case_id) if task.case_id is not None else None
+    move = task.proposed_move
+    if approve and move is not None and case is not None:
+        gate = _support_gate(policy, int(move["to"]), move.get("support_first"))
+        if gate and not support_on_record(session, case):
+            raise CaseworkError(
+                f"this step cannot be approved yet: the policy allows stage {move['to']} "
+                f"({move['to_name']}) only once support is on record ({gate.rstrip('.')}), and this case "
+                "has no support recorded. Record the support offered (in Support), then approve."
+            )
     task.signoff_decision = SignoffDecision.APPROVED if approve else SignoffDecision.DECLINED
     task.signoff_reason = reason.strip()
     task.signoff_by_id = by_user_id
     task.signoff_at = utcnow()
-    case = get_case(session, task.case_id) if task.case_id is not None else None
-    move = task.proposed_move
     if move is not None:
         task.status = TaskStatus.DONE if approve else TaskStatus.CANCELLED
         task.completed_at = utcnow()
@@ -665,6 +681,27 @@ def decide_signoff(
             _timeline(session, case, "task", f"Task: {new.title}", obj=("task", new.id))
     session.flush()
     return task
+
+
+def _support_gate(policy: Policy | None, to_stage: int, recorded: str | None) -> str | None:
+    """The support-first gate of ``to_stage`` (its wording), from the policy or as recorded."""
+    stage = policy.stage(to_stage) if policy is not None else None
+    return stage.support_first if stage is not None else recorded
+
+
+def support_on_record(session: Session, case: Case) -> bool:
+    """The engine's "support recorded" fact for this case: support offered or accepted, an
+    active plan, or an answer (accepted or declined) to support offered."""
+    offered = select(SupportRecord.id).where(
+        SupportRecord.case_id == case.id, SupportRecord.status != SupportStatus.DECLINED
+    )
+    planned = select(ActionPlan.id).where(
+        ActionPlan.case_id == case.id, ActionPlan.status == PlanStatus.ACTIVE
+    )
+    answered = select(CaseEvent.id).where(
+        CaseEvent.pupil_id == case.pupil_id, CaseEvent.name.in_(("support_accepted", "support_declined"))
+    )
+    return any(session.scalar(query.limit(1)) is not None for query in (offered, planned, answered))
 
 
 def log_contact(
@@ -1020,3 +1057,281 @@ def assign_lead(session: Session, case: Case, user_id: int | None, *, version: i
     case.lead_user_id = user_id
     session.flush()
     return case
+
+
+# --------------------------------------------------------------------------- letters
+
+
+def record_letter_delivered(session: Session, event: LetterDelivered) -> None:
+    """A letter about a pupil went out (emailed, or posted with a certificate): log it on the
+    case's contact log and timeline, once per letter however often the notice comes.
+
+    Subscribed to :func:`attendwise.letters.hooks.on_delivered`, so it runs in the transaction
+    that marks the letter sent or posted. A letter queued without a case goes on the pupil's
+    open case, if there is one."""
+    case = None
+    if event.case_id is not None:
+        case = session.scalars(select(Case).where(Case.id == event.case_id)).first()
+    if case is None:
+        case = session.scalars(
+            select(Case).where(Case.pupil_id == event.pupil_id, Case.status == CaseStatus.OPEN)
+        ).first()
+    if case is None or case.pupil_id != event.pupil_id or case.org_id != event.org_id:
+        return
+    if session.scalar(select(ContactLog.id).where(ContactLog.letter_id == event.letter_id)) is not None:
+        return
+    how = "by email" if event.channel == "email" else "by post"
+    log = ContactLog(
+        case_id=case.id,
+        contact_id=event.recipient_contact_id,
+        channel=ContactChannel.LETTER,
+        outcome=ContactOutcome.SENT,
+        note=f"Letter {event.template_key} sent {how} to {event.recipient_name}",
+        occurred_at=event.at,
+        letter_id=event.letter_id,
+    )
+    session.add(log)
+    session.flush()
+    _timeline(
+        session,
+        case,
+        "letter",
+        f"Letter sent {how} to {event.recipient_name}: {event.template_key}",
+        obj=("contact", log.id),
+        at=event.at,
+    )
+    session.flush()
+
+
+MINUTES_LETTER = "casework-meeting-minutes"
+"""The letter key of a parent's copy of meeting minutes (a casework template, see views.register)."""
+
+
+def send_minutes_copy(
+    session: Session, meeting: Meeting, *, by_user_id: int | None, on: dt.date
+) -> list[int]:
+    """Send each contact with parental responsibility a copy of the minutes, by email where
+    they have an address and by post otherwise; returns the letter ids. Sending the same
+    minutes again sends nothing new (the letters are keyed on the meeting and its version)."""
+    from attendwise.attendance.models import PupilContact
+    from attendwise.letters import services as letters
+
+    if meeting.minutes_recorded_at is None:
+        raise CaseworkError("record the minutes before sending parents a copy")
+    case = get_case(session, meeting.case_id)
+    parents = session.scalars(
+        select(PupilContact)
+        .where(PupilContact.pupil_id == case.pupil_id, PupilContact.parental_responsibility.is_(True))
+        .order_by(PupilContact.priority, PupilContact.id)
+    ).all()
+    if not parents:
+        raise CaseworkError("the pupil has no contact with parental responsibility to send the minutes to")
+    version = f"Minutes version {meeting.version}"
+    already = select(TimelineEntry.id).where(
+        TimelineEntry.case_id == case.id,
+        TimelineEntry.kind == "minutes_copy",
+        TimelineEntry.object_id == meeting.id,
+        TimelineEntry.body == version,
+    )
+    if session.scalar(already.limit(1)) is not None:
+        raise CaseworkError("the parents have already been sent a copy of these minutes")
+    extra = {
+        "meeting": {
+            "date": f"{meeting.starts_at.day} {meeting.starts_at:%B %Y}",
+            "time": f"{meeting.starts_at:%H:%M}",
+            "place": meeting.place,
+            "with_whom": ", ".join(meeting.invitees),
+        },
+        "minutes": {name: getattr(meeting, name) for name in MINUTES_FIELDS},
+    }
+    ids: list[int] = []
+    sent_to = []
+    try:
+        for link in parents:
+            channel = "email" if link.contact.emails else "post"
+            ids += letters.queue_letter(
+                session,
+                case.org_id,
+                case.pupil_id,
+                MINUTES_LETTER,
+                extra,
+                [link.contact_id],
+                case_id=case.id,
+                channel=channel,
+                idempotency_key=f"minutes:{meeting.id}:v{meeting.version}",
+                on=on,
+            )
+            sent_to.append(f"{link.contact.display_name} ({'email' if channel == 'email' else 'post'})")
+    except letters.LetterError as exc:
+        raise CaseworkError(f"the copy of the minutes cannot be sent: {exc}") from exc
+    _timeline(
+        session,
+        case,
+        "minutes_copy",
+        f"Copy of the minutes of {meeting.starts_at:%d %b %Y} sent to {', '.join(sent_to)}",
+        version,
+        by_user_id=by_user_id,
+        obj=("meeting", meeting.id),
+    )
+    session.flush()
+    return ids
+
+
+# --------------------------------------------------------------------------- court bundle
+
+TIMELINE_PDF_TEMPLATE = Path(__file__).parent / "templates" / "casework" / "pdf" / "timeline.html"
+
+
+class TimelineEntryPdfSchema(Schema):
+    number = fields.Integer(required=True)
+    when = fields.String(required=True)
+    kind = fields.String(required=True)
+    title = fields.String(required=True)
+    body = fields.String(required=True)
+    by = fields.String(required=True)
+    corrects = fields.Integer(allow_none=True)
+
+
+class TimelinePdfSchema(Schema):
+    """The plain context of the case-timeline PDF (the template never sees ORM objects)."""
+
+    school = fields.String(required=True)
+    pupil = fields.String(required=True)
+    upn = fields.String(required=True)
+    date_of_birth = fields.String(required=True)
+    episode = fields.Integer(required=True)
+    status = fields.String(required=True)
+    stage = fields.String(required=True)
+    opened_on = fields.String(required=True)
+    closed_on = fields.String(allow_none=True)
+    generated_at = fields.String(required=True)
+    generated_by = fields.String(required=True)
+    entries = fields.List(fields.Nested(TimelineEntryPdfSchema), required=True)
+
+
+def _uk_time(moment: dt.datetime) -> str:
+    local = moment.astimezone(LONDON) if moment.tzinfo else moment.replace(tzinfo=dt.UTC).astimezone(LONDON)
+    return f"{local.day} {local:%b %Y %H:%M}"
+
+
+def timeline_pdf_context(
+    session: Session, case: Case, *, school: str, by_user_id: int | None, at: dt.datetime
+) -> dict[str, Any]:
+    from attendwise.casework import case_view
+
+    entries = case_view.whole_timeline(session, case.id)
+    names = case_view.people(session, [e.by_user_id for e in entries] + [by_user_id])
+    number = {entry.id: i for i, entry in enumerate(entries, start=1)}
+    pupil = case.pupil
+    raw = {
+        "school": school,
+        "pupil": f"{pupil.legal_forename} {pupil.legal_surname}",
+        "upn": pupil.upn,
+        "date_of_birth": f"{pupil.date_of_birth.day} {pupil.date_of_birth:%B %Y}",
+        "episode": case.episode,
+        "status": case.status.value,
+        "stage": f"Stage {case.stage}: {case.stage_name}",
+        "opened_on": f"{case.opened_on.day} {case.opened_on:%B %Y}",
+        "closed_on": f"{case.closed_on.day} {case.closed_on:%B %Y}" if case.closed_on else None,
+        "generated_at": _uk_time(at),
+        "generated_by": names.get(by_user_id or 0, "Attendwise"),
+        "entries": [
+            {
+                "number": number[e.id],
+                "when": _uk_time(e.occurred_at),
+                "kind": e.kind.replace("_", " "),
+                "title": e.title,
+                "body": e.body,
+                "by": names.get(e.by_user_id, "Attendwise") if e.by_user_id else "Attendwise",
+                "corrects": number.get(e.corrects_id) if e.corrects_id else None,
+            }
+            for e in entries
+        ],
+    }
+    schema = TimelinePdfSchema()
+    errors = schema.validate(raw)
+    if errors:
+        raise CaseworkError(f"the timeline cannot be exported: {errors}")
+    plain: dict[str, Any] = schema.dump(raw)
+    return plain
+
+
+def export_timeline_pdf(
+    session: Session, case: Case, *, school: str, by_user_id: int | None
+) -> tuple[bytes, int]:
+    """The case's whole timeline as a PDF for a court bundle, rendered by the letters package's
+    sandboxed renderer, stored as a document and audited; returns (PDF, document id)."""
+    from attendwise.letters import render
+    from attendwise.letters import services as letters
+    from attendwise.platform import audit
+
+    merge = timeline_pdf_context(session, case, school=school, by_user_id=by_user_id, at=utcnow())
+    try:
+        html = render.render_html(TIMELINE_PDF_TEMPLATE.read_text(encoding="utf-8"), merge)
+        pdf = render.render_pdf(html)
+    except (render.LetterTemplateError, render.RenderError) as exc:
+        raise CaseworkError(f"the timeline PDF could not be made: {exc}") from exc
+    document = letters.store_document(
+        session,
+        case.org_id,
+        pdf,
+        html,
+        kind="case_timeline",
+        title=f"Case timeline, episode {case.episode}: {merge['pupil']}",
+        pupil_id=case.pupil_id,
+    )
+    audit.record(
+        session,
+        org_id=case.org_id,
+        action="case.timeline_pdf",
+        object_type="case",
+        object_id=case.id,
+        pupil_id=case.pupil_id,
+        detail={"document_id": document.id, "entries": len(merge["entries"])},
+    )
+    return pdf, document.id
+
+
+@dataclass(frozen=True, slots=True)
+class LetterTaskDue:
+    """An open letter task as a bulk letter run needs it (plain values, no ORM objects)."""
+
+    task_id: int
+    pupil_id: int
+    case_id: int | None
+    template_key: str | None
+    due_on: dt.date
+    title: str
+    pupil_name: str
+
+
+def letter_tasks_due(session: Session, week_end: dt.date) -> list[LetterTaskDue]:
+    """Read-only: the current school's open letter tasks due by ``week_end`` (overdue ones
+    included), leaving out steps still waiting for sign-off; oldest first, one query."""
+    from attendwise.attendance.models import Pupil
+
+    forename = func.coalesce(Pupil.preferred_forename, Pupil.legal_forename)
+    surname = func.coalesce(Pupil.preferred_surname, Pupil.legal_surname)
+    rows = session.execute(
+        select(Task.id, Task.pupil_id, Task.case_id, Task.params, Task.due_on, Task.title, forename, surname)
+        .join(Pupil, Pupil.id == Task.pupil_id)
+        .where(
+            Task.kind == TaskKind.LETTER,
+            Task.status == TaskStatus.OPEN,
+            Task.due_on <= week_end,
+            ~(Task.needs_signoff.is_(True) & Task.signoff_decision.is_(None)),
+        )
+        .order_by(Task.due_on, Task.id)
+    )
+    return [
+        LetterTaskDue(
+            task_id,
+            pupil_id,
+            case_id,
+            (params or {}).get("template"),
+            due_on,
+            title,
+            f"{first} {last}",
+        )
+        for task_id, pupil_id, case_id, params, due_on, title, first, last in rows
+    ]

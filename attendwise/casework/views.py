@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from pathlib import Path
 from typing import Any
 
 from flask import (
@@ -29,7 +30,7 @@ from attendwise.attendance import queries as attendance_queries
 from attendwise.attendance import services as attendance_services
 from attendwise.attendance.calendar import academic_year_of
 from attendwise.attendance.metrics import Period
-from attendwise.casework import queries, services
+from attendwise.casework import case_view, queries, services
 from attendwise.casework.jobs import evaluate_school
 from attendwise.casework.models import (
     OUTCOMES_BY_CHANNEL,
@@ -43,6 +44,8 @@ from attendwise.casework.models import (
     SupportStatus,
     Task,
 )
+from attendwise.letters import hooks as letter_hooks
+from attendwise.letters import render as letter_render
 from attendwise.platform import audit
 from attendwise.platform.auth import Principal, current_principal, require_perm
 from attendwise.platform.db import db
@@ -52,6 +55,7 @@ from attendwise.policies import services as policy_services
 from attendwise.tenants.roles import Perm
 
 bp = Blueprint("casework", __name__, template_folder="templates")
+MINUTES_TEMPLATE = Path(__file__).parent / "templates" / "casework" / "letters" / "meeting-minutes.html"
 
 SUPPORT_OPTIONS = (
     "Early help",
@@ -168,9 +172,50 @@ def run_now() -> Any:
 # --------------------------------------------------------------------------- case page
 
 
+def _page_arg(name: str) -> int:
+    raw = request.args.get(name, "1")
+    return max(int(raw), 1) if raw.isdigit() else 1
+
+
+def _household(case: Case, principal: Principal) -> list[case_view.HouseholdMember]:
+    """The pupil's siblings and their cases; each sibling shown at this school is a pupil-record view."""
+    session = db.session()
+    assert principal.organisation is not None
+    members = case_view.household(
+        session,
+        case,
+        viewer=principal.organisation,
+        may_see_other_schools=principal.can(Perm.SIBLINGS_HEADLINE),
+        on=attendance_queries.today(),
+    )
+    audit.record(
+        session,
+        org_id=case.org_id,
+        action="case.household_view",
+        object_type="case",
+        object_id=case.id,
+        pupil_id=case.pupil_id,
+        detail={
+            "siblings_here": [m.sibling.pupil_id for m in members if m.sibling.pupil_id is not None],
+            "siblings_elsewhere": sum(1 for m in members if m.sibling.pupil_id is None),
+        },
+    )
+    for member in members:
+        if member.sibling.pupil_id is not None:
+            sibling = attendance_queries.get_pupil(session, member.sibling.pupil_id)
+            if sibling is not None:
+                attendance_queries.record_view(session, sibling, via="household")
+    return members
+
+
 def _render_case(case: Case, errors: dict[str, str] | None = None, status: int = 200) -> Any:
     session = db.session()
-    page = queries.case_page(session, case)
+    page = case_view.case_view(
+        session,
+        case,
+        timeline_page=_page_arg("timeline_page"),
+        contacts_page=_page_arg("contacts_page"),
+    )
     audit.record(
         session,
         org_id=case.org_id,
@@ -185,6 +230,7 @@ def _render_case(case: Case, errors: dict[str, str] | None = None, status: int =
         render_template(
             "casework/case.html",
             page=page,
+            household=_household(case, principal),
             case=case,
             errors=errors or {},
             form=request.form if errors else {},
@@ -200,6 +246,7 @@ def _render_case(case: Case, errors: dict[str, str] | None = None, status: int =
             role_labels=services.ROLE_LABELS,
             can_write=principal.can(Perm.CASES_WRITE),
             can_signoff=principal.can(Perm.SIGNOFF),
+            can_send_letters=principal.can(Perm.LETTERS_SEND),
         ),
         status,
     )
@@ -229,8 +276,7 @@ def log_contact(case_id: int) -> Any:
             raise services.CaseworkError("outcome: choose what happened")
         contact_raw = request.form.get("contact_id", "")
         contact_id = int(contact_raw) if contact_raw.isdigit() else None
-        page = queries.case_page(db.session(), case)
-        if contact_id is not None and contact_id not in {c.contact_id for c in page.contacts}:
+        if contact_id is not None and contact_id not in case_view.contact_ids(db.session(), case.pupil_id):
             raise services.CaseworkError("contact_id: choose one of the pupil's contacts")
         services.log_contact(
             db.session(),
@@ -483,6 +529,52 @@ def signoff(task_id: int) -> Any:
     return redirect(url_for("casework.case_page", case_id=task.case_id))
 
 
+@bp.get("/cases/<int:case_id>/household")
+@require_perm(Perm.CASES_READ)
+def household(case_id: int) -> Any:
+    case = _get(Case, case_id)
+    return render_template(
+        "casework/household.html",
+        case=case,
+        household=_household(case, _principal()),
+        may_see_other_schools=_principal().can(Perm.SIBLINGS_HEADLINE),
+    )
+
+
+@bp.get("/cases/<int:case_id>/timeline.pdf")
+@require_perm(Perm.CASES_WRITE)
+def timeline_pdf(case_id: int) -> Any:
+    case = _get(Case, case_id)
+    principal = _principal()
+    assert principal.organisation is not None
+    try:
+        pdf, _document_id = services.export_timeline_pdf(
+            db.session(), case, school=principal.organisation.name, by_user_id=_user_id()
+        )
+    except services.CaseworkError as exc:
+        return _render_case(case, {"form": str(exc)}, 500)
+    response = Response(pdf, mimetype="application/pdf")
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="case-{case.id}-episode-{case.episode}-timeline.pdf"'
+    )
+    return response
+
+
+@bp.post("/meetings/<int:meeting_id>/minutes/send")
+@require_perm(Perm.LETTERS_SEND)
+def send_minutes(meeting_id: int) -> Any:
+    meeting = _get(Meeting, meeting_id)
+    case = _get(Case, meeting.case_id)
+    try:
+        letters = services.send_minutes_copy(
+            db.session(), meeting, by_user_id=_user_id(), on=attendance_queries.today()
+        )
+    except services.CaseworkError as exc:
+        return _render_case(case, {"form": str(exc)}, 400)
+    count = len(letters)
+    return _after(case, f"A copy of the minutes is on its way to {count} parent{'s' if count != 1 else ''}.")
+
+
 @bp.errorhandler(StaleDataError)
 def _conflict(exc: StaleDataError) -> Any:
     db.session.rollback()
@@ -497,4 +589,6 @@ def _conflict(exc: StaleDataError) -> Any:
 
 def register(app: Flask) -> None:
     app.register_blueprint(bp)
+    letter_hooks.on_delivered(services.record_letter_delivered)
+    letter_render.register_package_default(services.MINUTES_LETTER, MINUTES_TEMPLATE)
     register_nav(endpoint="casework.worklist", label="Worklist", perm=Perm.CASES_READ, order=20)

@@ -316,6 +316,28 @@ def test_a_court_warning_waits_for_the_champion_who_approves_or_declines_with_a_
     no_reason = post(client, f"/tasks/{task_ids[1]}/signoff", {"decision": "decline", "reason": ""}, page)
     assert no_reason.status_code == 400
     assert "give a reason for declining" in no_reason.get_data(as_text=True)
+
+    # Stage 4 has a support-first gate: no approval until support is on record.
+    gated = post(client, f"/tasks/{task_ids[0]}/signoff", {"decision": "approve", "reason": "x"}, page)
+    assert gated.status_code == 400
+    refusal = gated.get_data(as_text=True)
+    assert "this step cannot be approved yet" in refusal
+    assert "Support offered at stages 2 and 3 (family worker, LBI early help offer) is on record" in refusal
+    assert "this case has no support recorded" in refusal
+    db_session.expire_all()
+    with tenancy.tenant_context(school.id):
+        still = db_session.get(Task, task_ids[0])
+        assert still is not None
+        assert still.waiting_for_signoff
+        assert db_session.get(Case, case_ids[0]).stage == 3  # type: ignore[union-attr]
+    support = post(
+        client,
+        f"{page}/support",
+        {"support": "Family worker", "support_status": "offered", "agencies": "LBI early help"},
+        page,
+    )
+    assert support.status_code == 302
+
     approved = post(
         client,
         f"/tasks/{task_ids[0]}/signoff",
