@@ -233,13 +233,12 @@ def case_histories(session: Session, start: dt.date, end: dt.date) -> list[CaseH
     first_contact: dict[int, dt.datetime] = {}
     moves: dict[int, list[tuple[dt.date, int, int, str]]] = {i: [] for i in ids}
     for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
-        first_contact.update(
-            session.execute(
-                select(ContactLog.case_id, func.min(ContactLog.occurred_at))
-                .where(ContactLog.case_id.in_(chunk))
-                .group_by(ContactLog.case_id)
-            ).tuples()
-        )
+        for case_id, at in session.execute(
+            select(ContactLog.case_id, func.min(ContactLog.occurred_at))
+            .where(ContactLog.case_id.in_(chunk))
+            .group_by(ContactLog.case_id)
+        ):
+            first_contact[case_id] = at
         for change in session.execute(
             select(
                 StageChange.case_id,
