@@ -1,0 +1,128 @@
+"""Process measures: the arithmetic on known facts, and a school's real casework read end to end."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from attendwise.attendance.metrics import Period
+from attendwise.casework import services as casework_services
+from attendwise.casework.jobs import evaluate_on
+from attendwise.casework.models import ContactChannel, ContactOutcome, Task, TaskStatus
+from attendwise.casework.queries import CaseHistory, open_case_for_pupil
+from attendwise.insights.process import SchoolActivity, gather, measure
+from attendwise.platform import tenancy
+from attendwise.tenants.models import Organisation
+from tests.casework.conftest import build_school
+
+D = dt.date
+START, END = D(2026, 9, 1), D(2026, 12, 18)
+
+
+def _activity(school_id: int, cases: list[CaseHistory], **kw: int) -> SchoolActivity:
+    values = {
+        "tasks_overdue": 0,
+        "letters": 0,
+        "persistent_absentees": 0,
+        "referrals_submitted": 0,
+        "referrals_returned": 0,
+    } | kw
+    return SchoolActivity(school_id, f"School {school_id}", START, END, cases, **values)
+
+
+def _case(opened: dt.date, contact: dt.date | None, moves=(), closed=None, pupil=1) -> CaseHistory:
+    return CaseHistory(pupil, opened, contact, tuple(moves), closed)
+
+
+def test_median_days_from_trigger_to_first_contact_pools_cases_across_schools() -> None:
+    a = _activity(1, [_case(D(2026, 9, 7), D(2026, 9, 8)), _case(D(2026, 9, 14), D(2026, 9, 24))])
+    b = _activity(
+        2,
+        [
+            _case(D(2026, 10, 5), D(2026, 10, 7)),
+            _case(D(2026, 10, 5), None),  # still waiting
+            _case(D(2026, 6, 1), D(2026, 9, 2)),  # opened before the period: not counted
+        ],
+    )
+    first, second, total = measure([a, b], total_name="Chalk Downs")
+    assert (first.cases_opened, first.days_to_first_contact, first.awaiting_first_contact) == (2, 5.5, 0)
+    assert (second.cases_opened, second.days_to_first_contact, second.awaiting_first_contact) == (2, 2.0, 1)
+    assert total.name == "Chalk Downs"
+    assert total.school_id is None
+    assert (total.cases_opened, total.days_to_first_contact, total.awaiting_first_contact) == (4, 2.0, 1)
+
+
+def test_letters_per_persistent_absentee_overdue_tasks_and_returned_referrals() -> None:
+    a = _activity(1, [], letters=30, persistent_absentees=12, tasks_overdue=3, referrals_submitted=4,
+                  referrals_returned=1)  # fmt: skip
+    b = _activity(2, [], letters=5, persistent_absentees=0, tasks_overdue=2, referrals_submitted=1,
+                  referrals_returned=1)  # fmt: skip
+    first, second, total = measure([a, b])
+    assert first.letters_per_persistent_absentee == 2.5
+    assert second.letters_per_persistent_absentee is None  # no absentee: not a division by zero
+    assert total.letters_per_persistent_absentee == pytest.approx(35 / 12)
+    assert (total.tasks_overdue, total.referrals_submitted, total.referrals_returned) == (5, 5, 2)
+
+
+def test_weeks_from_stage_entry_to_improvement() -> None:
+    stepped_down = _case(
+        D(2026, 9, 7),
+        D(2026, 9, 7),
+        moves=[
+            (D(2026, 9, 7), 0, 1, "Concern"),
+            (D(2026, 9, 21), 1, 2, "Letter"),
+            (D(2026, 10, 19), 2, 1, "C"),
+        ],
+    )
+    closed = _case(D(2026, 9, 7), None, moves=[(D(2026, 9, 7), 0, 1, "Concern")], closed=D(2026, 11, 2))
+    still = _case(D(2026, 11, 2), None, moves=[(D(2026, 11, 2), 0, 2, "Letter")])
+    (row, _total) = measure([_activity(1, [stepped_down, closed, still])])
+    # Entries: stage 1 on 7 Sep (down on 19 Oct: 6 weeks), stage 2 on 21 Sep (down on 19 Oct: 4
+    # weeks), stage 1 on 7 Sep (closed 2 Nov: 8 weeks), stage 2 on 2 Nov (not improved yet).
+    assert row.stage_entries == 4
+    assert row.improved == 3
+    assert row.weeks_to_improvement == 6.0
+
+
+def test_gather_reads_a_schools_casework_and_marks(
+    db_session: Session, make_school: Callable[..., Organisation]
+) -> None:
+    built = build_school(db_session, make_school(name="Hill Primary"), pupils=12, absent_pupils=6)
+    school = built.school
+    with tenancy.tenant_context(school.id):
+        for friday in (D(2026, 9, 25), D(2026, 10, 2), D(2026, 10, 9)):
+            evaluate_on(db_session, school.id, friday)
+        case = open_case_for_pupil(db_session, built.pupils[0].id)
+        assert case is not None
+        casework_services.log_contact(
+            db_session,
+            case,
+            channel=ContactChannel.PHONE,
+            outcome=ContactOutcome.SPOKE_TO,
+            note="",
+            by_user_id=None,
+            occurred_at=dt.datetime.combine(
+                case.opened_on + dt.timedelta(days=3), dt.time(10), tzinfo=dt.UTC
+            ),
+        )
+    period = Period(START, D(2026, 11, 20))
+    activity = gather(db_session, school.id, school.name, period)
+    assert activity.persistent_absentees == 6  # the six pupils who miss one day in four
+    assert len(activity.cases) == 6
+    (row, _total) = measure([activity])
+    assert row.cases_opened == 6
+    assert row.days_to_first_contact == 3.0
+    assert row.awaiting_first_contact == 5
+    assert row.stage_entries >= 6
+    assert row.tasks_overdue > 0
+    with tenancy.tenant_context(school.id):
+        tasks = db_session.scalars(select(Task).where(Task.status == TaskStatus.OPEN)).all()
+        casework_services.complete_tasks(
+            db_session, [t for t in tasks if not t.waiting_for_signoff], by_user_id=None, note="done"
+        )
+        waiting = sum(1 for t in tasks if t.waiting_for_signoff and t.due_on <= period.end)
+    assert gather(db_session, school.id, school.name, period).tasks_overdue == waiting
