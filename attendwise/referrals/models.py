@@ -25,6 +25,7 @@ from sqlalchemy import (
     Enum,
     ForeignKey,
     Index,
+    LargeBinary,
     SmallInteger,
     String,
     Text,
@@ -97,6 +98,19 @@ _DECISION_LABELS = {
 class OutboxStatus(enum.StrEnum):
     PENDING = "pending"
     SENT = "sent"
+
+
+class WebhookEvent(enum.StrEnum):
+    REFERRAL_SUBMITTED = "referral.submitted"
+    REFERRAL_STATUS_CHANGED = "referral.status_changed"
+    REFERRAL_DECIDED = "referral.decided"
+    PENALTY_NOTICE_CHANGED = "penalty_notice.changed"
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
 
 
 class LAProfile(TenantMixin, TimestampMixin, Base):
@@ -208,6 +222,10 @@ class ReceivedReferral(TenantMixin, TimestampMixin, Base):
     bundle: Mapped[dict[str, Any]] = mapped_column(JSON)
     bundle_html: Mapped[str] = mapped_column(Text)
     bundle_hash: Mapped[str] = mapped_column(String(64))
+    bundle_pdf: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    bundle_pdf_sha256: Mapped[str] = mapped_column(String(64), default="")
+    concluded_on: Mapped[dt.date | None] = mapped_column(Date)
+    paused_working_days: Mapped[int] = mapped_column(SmallInteger, default=0)
     version: Mapped[int] = mapped_column(default=1)
 
     items: Mapped[list[BundleItem]] = relationship(
@@ -338,3 +356,60 @@ class OutboxMessage(TenantMixin, Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class WebhookEndpoint(TenantMixin, TimestampMixin, Base):
+    """An LA's outbound webhook: where events go, and the secret (encrypted at rest) that signs them."""
+
+    __tablename__ = "referral_webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(500))
+    description: Mapped[str] = mapped_column(String(200), default="")
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class WebhookDelivery(TenantMixin, Base):
+    """One event for one endpoint. PostgreSQL is the record of truth: the sender claims due rows,
+    and ``event_id`` (sent as a header) lets the receiver drop a repeat."""
+
+    __tablename__ = "referral_webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "event_id"),
+        Index("ix_referral_webhook_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(
+        ForeignKey("referral_webhook_endpoints.id", ondelete="CASCADE"), index=True
+    )
+    event: Mapped[str] = mapped_column(String(60))
+    event_id: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[DeliveryStatus] = mapped_column(_enum(DeliveryStatus), default=DeliveryStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(SmallInteger, default=0)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column()
+
+    attempt_rows: Mapped[list[WebhookAttempt]] = relationship(
+        order_by="WebhookAttempt.id", cascade="all, delete-orphan"
+    )
+
+
+class WebhookAttempt(TenantMixin, Base):
+    """One HTTP attempt at a delivery: when, the status code (None if no answer), how long it took."""
+
+    __tablename__ = "referral_webhook_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("referral_webhook_deliveries.id", ondelete="CASCADE"), index=True
+    )
+    attempted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    status_code: Mapped[int | None] = mapped_column(SmallInteger)
+    duration_ms: Mapped[int] = mapped_column()
+    error: Mapped[str] = mapped_column(Text, default="")

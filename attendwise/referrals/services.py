@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import html
 import json
 import secrets
 from collections.abc import Iterable, Sequence
@@ -31,8 +30,10 @@ from attendwise.attendance.metrics import Period
 from attendwise.attendance.models import Contact, Pupil
 from attendwise.casework import queries as case_queries
 from attendwise.casework.models import Case
+from attendwise.letters.render import RenderError
 from attendwise.platform import audit, jobs, tenancy
 from attendwise.platform.db import utcnow
+from attendwise.referrals import bundle as bundle_pdf
 from attendwise.referrals import penalty
 from attendwise.referrals.models import (
     BundleItem,
@@ -436,6 +437,7 @@ def assemble(session: Session, referral: Referral, on: dt.date) -> Bundle:
         )
     for key, text in sorted(referral.supplied.items()):
         add(key, "Supplied by the school", None, {"text": text})
+    items.sort(key=lambda i: bundle_pdf.section_rank(i["section"]))
 
     checklist: list[ChecklistLine] = []
     for item in kind.checklist:
@@ -509,23 +511,6 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def bundle_html(content: dict[str, Any], digest: str) -> str:
-    """A plain, indexed HTML rendering of the frozen bundle (escaped; no scripts, no styles)."""
-    e = html.escape
-    parts = [
-        f"<h1>{e(content['referral']['kind_label'])}: {e(content['pupil']['name'])}</h1>",
-        f"<p>From {e(content['referral']['school'])}; assembled {e(content['referral']['assembled_on'])}; "
-        f"SHA-256 <code>{e(digest)}</code></p>",
-        "<h2>Index</h2><ol>",
-    ]
-    parts += [f"<li>{e(i['section'])}: {e(i['title'])} {e(i['dated'] or '')}</li>" for i in content["items"]]
-    parts.append("</ol>")
-    for n, item in enumerate(content["items"], start=1):
-        body = json.dumps(item["content"], indent=1, ensure_ascii=False, sort_keys=True)
-        parts.append(f"<h2>{n}. {e(item['title'])}</h2><pre>{e(body)}</pre>")
-    return "\n".join(parts)
-
-
 def submit(session: Session, referral: Referral, *, user_id: int | None, on: dt.date) -> ReceivedReferral:
     """Freeze the bundle into LA-owned rows and notify the LA. Refused while items are missing."""
     if referral.status != Status.DRAFT:
@@ -540,6 +525,11 @@ def submit(session: Session, referral: Referral, *, user_id: int | None, on: dt.
     kind = _kind(session, referral.la_org_id, referral.kind)
     digest = sha256(canonical(bundle.content))
     pupil = bundle.content["pupil"]
+    html = bundle_pdf.render_html(bundle.content, digest)
+    try:
+        pdf = bundle_pdf.render_pdf(html)
+    except RenderError as exc:
+        raise ReferralError(f"the bundle could not be made into a PDF ({exc}); try again") from exc
     with tenancy.system_context("referrals: freeze a submitted bundle into the LA's rows"):
         received = ReceivedReferral(
             org_id=referral.la_org_id,
@@ -556,8 +546,10 @@ def submit(session: Session, referral: Referral, *, user_id: int | None, on: dt.
             sla_working_days=kind.sla_working_days,
             due_on=cal.add_working_days(on, kind.sla_working_days),
             bundle=bundle.content,
-            bundle_html=bundle_html(bundle.content, digest),
+            bundle_html=html,
             bundle_hash=digest,
+            bundle_pdf=pdf,
+            bundle_pdf_sha256=sha256(pdf),
         )
         for position, item in enumerate(bundle.content["items"], start=1):
             received.items.append(
@@ -568,7 +560,7 @@ def submit(session: Session, referral: Referral, *, user_id: int | None, on: dt.
                     title=item["title"][:300],
                     dated=dt.date.fromisoformat(item["dated"]) if item["dated"] else None,
                     content=item["content"],
-                    sha256=sha256(canonical(item)),
+                    sha256=bundle_pdf.part_sha256(item),
                 )
             )
         session.add(received)
@@ -598,7 +590,11 @@ def submit(session: Session, referral: Referral, *, user_id: int | None, on: dt.
         object_type="referral",
         object_id=referral.id,
         pupil_id=referral.pupil_id,
-        detail={"bundle_sha256": digest, "la_org_id": referral.la_org_id},
+        detail={
+            "bundle_sha256": digest,
+            "pdf_sha256": received.bundle_pdf_sha256,
+            "la_org_id": referral.la_org_id,
+        },
     )
     return received
 

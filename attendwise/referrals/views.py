@@ -239,20 +239,38 @@ def received_detail(received_referral_id: int) -> tuple[str, int]:
     return _la_page(_own_received(received_referral_id))
 
 
-@bp.get("/received/<int:received_referral_id>/bundle")
-@require_perm(Perm.REFERRALS_TRIAGE)
-def received_bundle(received_referral_id: int) -> Response:
-    received = _own_received(received_referral_id)
+def _audit_bundle_view(received: ReceivedReferral, form: str) -> None:
     audit.record(
         db.session(),
         org_id=received.org_id,
         action="referral.bundle.view",
         object_type="received_referral",
         object_id=received.id,
-        detail={"sha256": received.bundle_hash},
+        detail={"sha256": received.bundle_hash, "form": form},
     )
-    page = render_template("referrals/bundle.html", received=received)
-    return Response(page, mimetype="text/html")
+
+
+@bp.get("/received/<int:received_referral_id>/bundle")
+@require_perm(Perm.REFERRALS_TRIAGE)
+def received_bundle(received_referral_id: int) -> Response:
+    """The frozen bundle as the HTML it was rendered from (escaped in the letters sandbox)."""
+    received = _own_received(received_referral_id)
+    _audit_bundle_view(received, "html")
+    return Response(received.bundle_html, mimetype="text/html")
+
+
+@bp.get("/received/<int:received_referral_id>/bundle.pdf")
+@require_perm(Perm.REFERRALS_TRIAGE)
+def received_bundle_pdf(received_referral_id: int) -> Response:
+    """The frozen bundle as the one indexed, paginated PDF made at submission."""
+    received = _own_received(received_referral_id)
+    if received.bundle_pdf is None:
+        abort(404)
+    _audit_bundle_view(received, "pdf")
+    response = Response(received.bundle_pdf, mimetype="application/pdf")
+    response.headers["Content-Disposition"] = f'inline; filename="referral-R{received.id}-bundle.pdf"'
+    response.headers["ETag"] = f'"{received.bundle_pdf_sha256}"'
+    return response
 
 
 def _run_la_action(received: ReceivedReferral, principal: Principal, action: str) -> None:

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
+from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from attendwise.attendance import services as attendance_services
 from attendwise.attendance.models import Pupil
 from attendwise.casework.models import Case
+from attendwise.letters import render
 from attendwise.platform import tenancy
 from attendwise.referrals import services
 from attendwise.tenants.models import Organisation, User
 from tests.attendance.records import HALF_TERMS_2026, make_upn
 from tests.casework.conftest import school_days
+from tests.platform.account_fixtures import enrol_from_setup_page
 
 TERM_START = dt.date(2026, 9, 2)
 SUBMIT_ON = dt.date(2026, 11, 20)
@@ -123,3 +127,16 @@ def world(
         attendance_officer=make_user(school, "attendance_officer"),
         champion=make_user(school, "senior_attendance_champion"),
     )
+
+
+def sign_in_officer(client: FlaskClient, login: Callable[..., Any], officer: User) -> None:
+    """Sign an LA officer in, enrolling the TOTP factor their role requires."""
+    login(officer)
+    enrol_from_setup_page(client, "/auth/mfa/setup")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_pdf_renderer() -> Iterator[None]:
+    """Submitting renders the bundle in the letters render process; stop it when the run ends."""
+    yield
+    render.renderer().close()
