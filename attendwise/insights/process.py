@@ -35,11 +35,11 @@ from attendwise.attendance.calendar import academic_year_of
 from attendwise.attendance.metrics import Period
 from attendwise.casework import queries as casework_queries
 from attendwise.casework.queries import CaseHistory
+from attendwise.insights.exports import Table
+from attendwise.insights.services import SUPPRESS_BELOW, SUPPRESSED
 from attendwise.letters import services as letter_services
 from attendwise.platform import tenancy
 from attendwise.referrals import queries as referral_queries
-
-SUPPRESS_BELOW = 5
 
 
 @dataclass(frozen=True)
@@ -178,3 +178,61 @@ def gather(session: Session, school_id: int, school_name: str, period: Period) -
         referrals_submitted=submitted,
         referrals_returned=returned,
     )
+
+
+def table(rows: Sequence[ProcessMeasures], *, suppress: bool, title: str = "Process measures") -> Table:
+    """The process-measures table as the page shows it.
+
+    With ``suppress`` (figures shown outside the school), a count from 1 to 4 and a median or a
+    ratio from fewer than :data:`SUPPRESS_BELOW` cases or pupils show as :data:`SUPPRESSED`.
+    """
+
+    def count(n: int) -> int | str:
+        return SUPPRESSED if suppress and 0 < n < SUPPRESS_BELOW else n
+
+    def based_on(value: float | None, n: int, digits: int) -> float | str | None:
+        if value is None:
+            return None
+        return SUPPRESSED if suppress and n < SUPPRESS_BELOW else round(value, digits)
+
+    out = [
+        [
+            r.name,
+            count(r.cases_opened),
+            based_on(r.days_to_first_contact, r.cases_opened - r.awaiting_first_contact, 1),
+            count(r.awaiting_first_contact),
+            count(r.tasks_overdue),
+            count(r.letters),
+            count(r.persistent_absentees),
+            based_on(r.letters_per_persistent_absentee, r.persistent_absentees, 2),
+            count(r.referrals_submitted),
+            count(r.referrals_returned),
+            count(r.stage_entries),
+            count(r.improved),
+            based_on(r.weeks_to_improvement, r.improved, 1),
+        ]
+        for r in rows
+    ]
+    return Table(
+        title=title,
+        columns=COLUMNS,
+        rows=out,
+        notes=[f"{SUPPRESSED}: from fewer than {SUPPRESS_BELOW} pupils, not shown outside the school."],
+    )
+
+
+COLUMNS = (
+    "School",
+    "Cases opened",
+    "Median days from trigger to first contact",
+    "Cases waiting for a first contact",
+    "Tasks overdue",
+    "Letters",
+    "Persistent absentees",
+    "Letters per persistent absentee",
+    "Referrals submitted",
+    "Referrals returned for more information",
+    "Moves up a stage",
+    "Of which improved",
+    "Median weeks from stage entry to improvement",
+)

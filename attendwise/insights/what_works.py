@@ -43,6 +43,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from sqlalchemy.orm import Session
+
+from attendwise.attendance import queries as attendance_queries
+from attendwise.attendance import services as attendance_services
+from attendwise.attendance.calendar import academic_year_of
+from attendwise.casework import queries as casework_queries
+from attendwise.insights.exports import Table
+from attendwise.insights.services import SUPPRESS_BELOW, SUPPRESSED
+from attendwise.platform import tenancy
 
 DEFAULT_WEEKS = 6
 DEFAULT_BAND = 5.0
@@ -409,4 +418,79 @@ def _warning(label: str, treated: int, comparison: int, min_group: int) -> str |
     return (
         f"Too few pupils to rely on: {treated} had {label.lower()} and {comparison} similar pupils had not "
         f"(at least {min_group} in each group are needed). Treat this figure as an anecdote, not a finding."
+    )
+
+
+# ---- reading a school's steps and weeks ----------------------------------------------------------
+
+
+def action_label(kind: str) -> str:
+    return kind.replace("_", " ").capitalize()
+
+
+def gather(session: Session, school_id: int, on: dt.date) -> tuple[WeeklySeries, list[Step]]:
+    """One school's weekly attendance this academic year up to ``on``, and every step in it.
+
+    Steps are moves up to a stage (keyed by stage number and name, so schools whose policies
+    share a stage pool it) and tasks done (keyed by action kind). Runs in the school's own
+    tenant context; only aggregates of what it returns leave :func:`analyse`.
+    """
+    with tenancy.tenant_context(school_id):
+        calendar = attendance_services.school_calendar(session, school_id, academic_year_of(on))
+        pupil_ids = attendance_queries.pupil_traits(session, school_id).ids
+        marks = attendance_queries.weekly_marks(session, school_id, calendar, pupil_ids, on)
+        cases = casework_queries.case_histories(session, calendar.start, on)
+        actions = casework_queries.actions_done(session, calendar.start, on)
+    steps = [
+        Step(school_id, case.pupil_id, f"stage:{to_stage}:{name}", f"Stage {to_stage} ({name})", day)
+        for case in cases
+        for day, from_stage, to_stage, name in case.moves
+        if to_stage > from_stage and calendar.start <= day <= on
+    ]
+    steps += [
+        Step(school_id, pupil_id, f"action:{kind}", action_label(kind), day)
+        for pupil_id, kind, day in actions
+    ]
+    series = WeeklySeries(school_id, marks.pupil_ids, marks.weeks, marks.attended, marks.possible)
+    return series, steps
+
+
+def table(results: Sequence[StepResult], *, suppress: bool, title: str = "What works") -> Table:
+    """The what-works table as the page shows it; outside the school, a result from fewer than
+    :data:`SUPPRESS_BELOW` pupils in either group shows only the counts band."""
+
+    def pct(value: float | None) -> float | None:
+        return None if value is None else round(value, 1)
+
+    rows = []
+    for r in results:
+        hidden = suppress and min(r.treated, r.comparison) < SUPPRESS_BELOW
+        figures = [r.treated_before, r.treated_after, r.comparison_before, r.comparison_after]
+        figures += [r.difference, r.ci_low, r.ci_high]
+        rows.append(
+            [
+                r.label,
+                SUPPRESSED if hidden and r.treated else r.treated,
+                SUPPRESSED if hidden and r.comparison else r.comparison,
+                *([SUPPRESSED] * len(figures) if hidden else [pct(v) for v in figures]),
+                r.warning or "",
+            ]
+        )
+    return Table(
+        title=title,
+        columns=[
+            "Step",
+            "Pupils who had it",
+            "Similar pupils who had not (yet)",
+            "Their attendance before (%)",
+            "Their attendance after (%)",
+            "Similar pupils before (%)",
+            "Similar pupils after (%)",
+            "Difference in change (points)",
+            "95% interval from",
+            "95% interval to",
+            "Warning",
+        ],
+        rows=rows,
+        notes=[CAVEAT, f"{SUPPRESSED}: fewer than {SUPPRESS_BELOW} pupils, not shown outside the school."],
     )

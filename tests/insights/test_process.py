@@ -14,6 +14,7 @@ from attendwise.casework import services as casework_services
 from attendwise.casework.jobs import evaluate_on
 from attendwise.casework.models import ContactChannel, ContactOutcome, Task, TaskStatus
 from attendwise.casework.queries import CaseHistory, open_case_for_pupil
+from attendwise.insights import process
 from attendwise.insights.process import SchoolActivity, gather, measure
 from attendwise.platform import tenancy
 from attendwise.tenants.models import Organisation
@@ -126,3 +127,23 @@ def test_gather_reads_a_schools_casework_and_marks(
         )
         waiting = sum(1 for t in tasks if t.waiting_for_signoff and t.due_on <= period.end)
     assert gather(db_session, school.id, school.name, period).tasks_overdue == waiting
+
+
+def test_the_table_suppresses_small_counts_outside_the_school_only() -> None:
+    cases = [_case(D(2026, 9, 7), D(2026, 9, 9), pupil=p) for p in range(3)]
+    activity = _activity(1, cases, letters=12, persistent_absentees=3, tasks_overdue=7, referrals_submitted=2)
+    rows = measure([activity])
+    inside = process.table(rows, suppress=False)
+    outside = process.table(rows, suppress=True)
+    column = {name: i for i, name in enumerate(inside.columns)}
+    school_in, school_out = inside.rows[0], outside.rows[0]
+    assert school_in[column["Cases opened"]] == 3
+    assert school_in[column["Median days from trigger to first contact"]] == 2.0
+    assert school_in[column["Letters per persistent absentee"]] == 4.0
+    assert school_out[column["Cases opened"]] == "x"
+    assert school_out[column["Median days from trigger to first contact"]] == "x"
+    assert school_out[column["Letters per persistent absentee"]] == "x"
+    assert school_out[column["Referrals submitted"]] == "x"
+    assert school_out[column["Tasks overdue"]] == 7  # 5 or more: shown
+    assert school_out[column["Letters"]] == 12
+    assert school_out[column["Cases waiting for a first contact"]] == 0  # nothing to hide in a zero

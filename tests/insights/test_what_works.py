@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import numpy as np
 import pytest
+from sqlalchemy.orm import Session
 
-from attendwise.insights.what_works import CAVEAT, Step, WeeklySeries, analyse
+from attendwise.casework.jobs import evaluate_on
+from attendwise.insights.what_works import CAVEAT, Step, WeeklySeries, analyse, gather, table
+from attendwise.platform import tenancy
+from attendwise.tenants.models import Organisation
+from tests.casework.conftest import build_school
 
 FIRST_MONDAY = dt.date(2026, 9, 7)
 WEEKS = 30
@@ -148,3 +154,34 @@ def test_bad_input_is_refused_naming_what_is_wrong() -> None:
         WeeklySeries(3, [1], weeks, np.zeros((1, WEEKS)), np.zeros((1, 2)))
     with pytest.raises(ValueError, match="weeks must be at least 1"):
         analyse([], [], weeks=0)
+
+
+def test_the_table_hides_figures_from_fewer_than_five_pupils_outside_the_school() -> None:
+    series, steps = generate(effect=5.0, treated_per_school=3, schools=1, seed=3)
+    results = analyse(series, steps, weeks=6, replicates=200)
+    inside = table(results, suppress=False).rows[0]
+    outside = table(results, suppress=True).rows[0]
+    assert inside[1] == results[0].treated
+    assert inside[1] < 5
+    assert isinstance(inside[7], float)
+    assert outside[1] == "x"
+    assert outside[3:10] == ["x"] * 7
+    assert outside[10].startswith("Too few pupils to rely on")
+
+
+def test_gather_turns_a_schools_stage_moves_and_done_tasks_into_steps(
+    db_session: Session, make_school: Callable[..., Organisation]
+) -> None:
+    built = build_school(db_session, make_school(), pupils=10, absent_pupils=4)
+    school = built.school
+    with tenancy.tenant_context(school.id):
+        for friday in (dt.date(2026, 9, 25), dt.date(2026, 10, 2)):
+            evaluate_on(db_session, school.id, friday)
+    series, steps = gather(db_session, school.id, dt.date(2026, 11, 20))
+    assert len(series.pupil_ids) == 10
+    assert series.weeks[0] == dt.date(2026, 8, 31)
+    assert series.possible[:, 1].tolist() == [10] * 10  # a full school week: 10 sessions
+    assert series.attended[:4, 2].sum() < series.attended[4:8, 2].sum()  # the absent pupils
+    stage_steps = [s for s in steps if s.key.startswith("stage:")]
+    assert {s.pupil_id for s in stage_steps} == set(series.pupil_ids[:4])
+    assert all(s.label.startswith("Stage ") for s in stage_steps)
