@@ -324,6 +324,8 @@ FACTORIES: dict[str, ParamFactory] = {
     "entry_id": ParamFactory(_row_of("case_timeline")),
     # A policy version number, read within the principal's own school: not an object id.
     "number": ParamFactory(_first_number, tenant_object=False),
+    # A school whose aggregate figures are shown (insights): its own staff and its trust read it.
+    "school_id": ParamFactory(_school_id),
 }
 
 
