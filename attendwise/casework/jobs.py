@@ -1,20 +1,30 @@
-"""Running the policy engine for a school, as a job.
+"""Running the policy engine for a school, as a job, on the school's own clock.
 
-``evaluate_all_schools`` (daily, after the evening MIS sync) fans out one ``evaluate_school``
-job per school with a published policy. ``evaluate_school`` evaluates on the school's own
-cadence: pupils on a daily-monitored stage every school day, the others on the policy's weekly
-day (or the last school day before it), and anyone with an event recorded that day. Running it
-twice on one day creates nothing the second time: the engine keeps a pupil who moved today where
-they are, and every decision reaches :class:`~attendwise.casework.services.CaseworkSink` by key.
+``dispatch_due_evaluations`` runs every few minutes (RQ's cron scheduler, system context) and
+queues one ``evaluate_school`` job per school with a published policy once the school's local
+time has passed :data:`RUN_AT` and its day's MIS sync has finished (or it has none), once per
+school-local day: a :class:`~attendwise.casework.models.ScheduledEvaluation` row per school and
+day is the record of that, so a restart, a second look or a second scheduler queues nothing
+twice, and a school whose time passed while the scheduler was down is evaluated when it next
+looks. A school admin can also run the policy now (``casework.views.run_now``).
+
+``evaluate_school`` evaluates on the policy's cadence: pupils on a daily-monitored stage every
+school day, the others on the policy's weekly day (or the last school day before it), and
+anyone with an event recorded that day. Running it twice on one day creates nothing the second
+time: the engine keeps a pupil who moved today where they are, and every decision reaches
+:class:`~attendwise.casework.services.CaseworkSink` by key.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from attendwise.attendance import queries as attendance_queries
@@ -28,12 +38,14 @@ from attendwise.casework.models import (
     CaseEvent,
     CaseStatus,
     PlanStatus,
+    ScheduledEvaluation,
     SupportRecord,
     SupportStatus,
 )
 from attendwise.casework.services import CaseworkSink, ladder_state
+from attendwise.integrations import connectors
 from attendwise.platform import audit
-from attendwise.platform.db import db
+from attendwise.platform.db import db, utcnow
 from attendwise.platform.jobs import Periodic, enqueue
 from attendwise.policies import services as policy_services
 from attendwise.policies.document import Policy
@@ -41,6 +53,14 @@ from attendwise.policies.engine import Clock, EventLog, Facts, evaluate, half_te
 from attendwise.policies.models import SchoolPolicy
 from attendwise.policies.simulate import Days, uses_metric
 from attendwise.tenants.models import Organisation, OrgKind
+
+log = logging.getLogger(__name__)
+
+RUN_AT = dt.time(18, 30)
+"""School-local time after which a school's policy runs each day (after the school day's registers)."""
+SYNC_GRACE = dt.timedelta(hours=3)
+"""How long after its scheduled time a school's MIS sync may run before the policy runs without it."""
+DISPATCH_EVERY = 300  # seconds: a school is evaluated at most this long after it is due
 
 
 @dataclass(frozen=True)
@@ -178,11 +198,23 @@ def evaluate_on(session: Session, org_id: int, day: dt.date, *, policy: Policy |
     )
 
 
-def evaluate_school(org_id: int, on: str | None = None) -> dict[str, object]:
-    """The job: evaluate one school today (London time) or on ``on`` (ISO date)."""
+def evaluate_school(org_id: int, on: str | None = None, scheduled_id: int | None = None) -> dict[str, object]:
+    """The job: evaluate one school today (London time) or on ``on`` (ISO date).
+
+    ``scheduled_id``: the :class:`ScheduledEvaluation` the scheduler queued this for, which
+    records the outcome.
+    """
     day = dt.date.fromisoformat(on) if on else attendance_queries.today()
-    outcome = evaluate_on(db.session(), org_id, day)
-    enqueue("attendwise.insights.jobs.refresh_school", org_id, day.isoformat(), org_id=org_id)
+    session = db.session()
+    outcome = evaluate_on(session, org_id, day)
+    if scheduled_id is not None:
+        run = session.get(ScheduledEvaluation, scheduled_id)
+        if run is not None:
+            run.finished_at = utcnow()
+            run.evaluated = outcome.evaluated
+            run.transitions = outcome.transitions
+            run.tasks_created = outcome.tasks_created
+            session.flush()
     return {
         "on": outcome.on.isoformat(),
         "policy": outcome.policy,
@@ -192,26 +224,77 @@ def evaluate_school(org_id: int, on: str | None = None) -> dict[str, object]:
     }
 
 
-def evaluate_all_schools() -> int:
-    """The daily run (system context): one evaluation job per school with a policy."""
+def due_evaluation(session: Session, school: Organisation, now: dt.datetime) -> tuple[dt.date, str] | None:
+    """The school-local day to evaluate ``school`` for at ``now``, and what it waited for; or None.
+
+    A school is due once its local time has passed :data:`RUN_AT` and, when it has a scheduled
+    MIS sync, once that day's sync has finished (or is :data:`SYNC_GRACE` late: the policy then
+    runs on the marks it has rather than not at all).
+    """
+    local = now.astimezone(ZoneInfo(school.timezone or "Europe/London"))
+    if local.time() < RUN_AT:
+        return None
+    sync = connectors.daily_sync(session, school, now)
+    if sync is None:
+        return local.date(), "no_sync"
+    if sync.finished:
+        return local.date(), "sync"
+    sync_due = dt.datetime.combine(local.date(), sync.at, tzinfo=local.tzinfo)
+    if local >= sync_due + SYNC_GRACE:
+        log.warning("school %s: today's MIS sync has not finished; evaluating on the marks it has", school.id)
+        return local.date(), "sync_overdue"
+    return None
+
+
+def dispatch_due_evaluations(now: dt.datetime | None = None) -> list[int]:
+    """The periodic dispatcher (system context): queue ``evaluate_school`` for each school with a
+    policy that is due (:func:`due_evaluation`) and not yet queued for its local day.
+
+    Returns the schools queued. Each school is queued at most once per local day: the
+    (school, day) row is inserted first, in a savepoint, and a second dispatcher's insert of
+    the same row fails and queues nothing.
+    """
     session = db.session()
-    school_ids = session.scalars(
-        select(Organisation.id).where(Organisation.kind == OrgKind.SCHOOL).order_by(Organisation.id)
-    ).all()
+    now = now or utcnow()
     with_policy = set(session.scalars(select(SchoolPolicy.org_id)))
-    count = 0
-    for org_id in school_ids:
-        if org_id in with_policy:
-            enqueue(evaluate_school, org_id, org_id=org_id, queue="evaluation")
-            count += 1
-    return count
+    schools = session.scalars(
+        select(Organisation)
+        .where(Organisation.kind == OrgKind.SCHOOL, Organisation.active.is_(True))
+        .order_by(Organisation.id)
+    ).all()
+    queued = []
+    for school in schools:
+        if school.id not in with_policy:
+            continue
+        due = due_evaluation(session, school, now)
+        if due is None:
+            continue
+        day, after = due
+        done = session.scalar(
+            select(ScheduledEvaluation.id).where(
+                ScheduledEvaluation.org_id == school.id, ScheduledEvaluation.school_day == day
+            )
+        )
+        if done is not None:
+            continue
+        run = ScheduledEvaluation(org_id=school.id, school_day=day, after=after)
+        try:
+            with session.begin_nested():
+                session.add(run)
+        except IntegrityError:
+            continue
+        enqueue(evaluate_school, school.id, day.isoformat(), run.id, org_id=school.id, queue="evaluation")
+        queued.append(school.id)
+    if queued:
+        log.info("queued the policy evaluation of %d school(s)", len(queued))
+    return queued
 
 
 PERIODIC = (
     Periodic(
-        name="casework.evaluate_all_schools",
-        func="attendwise.casework.jobs.evaluate_all_schools",
+        name="casework.dispatch_due_evaluations",
+        func="attendwise.casework.jobs.dispatch_due_evaluations",
         queue="evaluation",
-        cron="30 18 * * 1-5",
+        interval=DISPATCH_EVERY,
     ),
 )

@@ -402,3 +402,25 @@ def _refuse_timeline_update(_mapper: Any, _connection: Any, target: TimelineEntr
 @event.listens_for(TimelineEntry, "before_delete")
 def _refuse_timeline_delete(_mapper: Any, _connection: Any, target: TimelineEntry) -> None:
     raise TimelineIsAppendOnly(f"timeline entry {target.id} cannot be deleted: add a correction instead")
+
+
+class ScheduledEvaluation(TenantMixin, Base):
+    """One school-local day's scheduled run of the policy engine: queued once, then its outcome.
+
+    The unique (school, day) pair is what makes the scheduler run each school once a day however
+    often it looks, and however many schedulers race (``casework.jobs.dispatch_due_evaluations``).
+    """
+
+    __tablename__ = "case_scheduled_evaluations"
+    __table_args__ = (UniqueConstraint("org_id", "school_day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_day: Mapped[dt.date] = mapped_column(Date)
+    after: Mapped[str] = mapped_column(String(20))
+    """Why it ran when it did: ``no_sync`` (no MIS sync scheduled), ``sync`` (today's sync had
+    finished) or ``sync_overdue`` (today's sync had not finished hours after its time)."""
+    queued_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column()
+    evaluated: Mapped[int | None] = mapped_column()
+    transitions: Mapped[int | None] = mapped_column()
+    tasks_created: Mapped[int | None] = mapped_column()

@@ -284,3 +284,34 @@ def queue_due_syncs(session: Session, now: dt.datetime | None = None) -> list[in
     if due:
         log.info("queued the scheduled MIS sync of %d school(s)", len(due))
     return due
+
+
+@dataclass(frozen=True)
+class DailySync:
+    """A school's scheduled MIS sync as seen on one school-local day."""
+
+    at: dt.time  # the school-local time of day the sync is scheduled for
+    finished: bool  # a run started at or after today's time has finished (succeeded or failed)
+
+
+def daily_sync(session: Session, school: Organisation, now: dt.datetime | None = None) -> DailySync | None:
+    """Where the school's scheduled sync stands on its local day at ``now``; None when it has none.
+
+    Read by the casework scheduler, which evaluates a school's pupils after its day's sync.
+    """
+    settings = settings_for(session, school.id)
+    if settings is None or not settings.enabled or settings.token_encrypted is None:
+        return None
+    local = local_now(school, now)
+    due = dt.datetime.combine(local.date(), settings.sync_at, tzinfo=local.tzinfo).astimezone(dt.UTC)
+    finished = session.scalar(
+        select(SyncRun.id)
+        .where(
+            SyncRun.org_id == school.id,
+            SyncRun.connector == settings.connector,
+            SyncRun.status != RunStatus.RUNNING,
+            SyncRun.started_at >= due,
+        )
+        .limit(1)
+    )
+    return DailySync(at=settings.sync_at, finished=finished is not None)
