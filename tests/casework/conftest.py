@@ -7,10 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from attendwise.attendance import services as attendance_services
 from attendwise.attendance.models import Pupil
+from attendwise.casework.models import Case, CaseStatus
 from attendwise.platform import tenancy
 from attendwise.policies import services as policy_services
 from attendwise.tenants.models import Organisation
@@ -84,3 +86,31 @@ def casework_school(
         return build_school(db_session, make_school(), **kwargs)  # type: ignore[arg-type]
 
     return factory
+
+
+FRIDAYS = (dt.date(2026, 9, 11), dt.date(2026, 9, 18), dt.date(2026, 9, 25), dt.date(2026, 10, 2))
+
+
+@dataclass
+class CaseWithParents:
+    school: Organisation
+    case: Case
+    mother_id: int
+    father_id: int
+
+
+@pytest.fixture
+def case_with_parents(db_session: Session, casework_school: Callable[..., CaseworkSchool]) -> CaseWithParents:
+    """An open case (the engine's, after four Fridays) whose pupil has two parents with
+    parental responsibility: the mother has an email address, the father only a postal one."""
+    from attendwise.casework.jobs import evaluate_on
+    from tests.letters.conftest import add_parents
+
+    built = casework_school(pupils=6, absent_pupils=1)
+    school = built.school
+    with tenancy.tenant_context(school.id):
+        for friday in FRIDAYS:
+            evaluate_on(db_session, school.id, friday)
+        case = db_session.scalars(select(Case).where(Case.status == CaseStatus.OPEN)).one()
+        mother, father = add_parents(db_session, school, case.pupil)
+    return CaseWithParents(school, case, mother, father)
