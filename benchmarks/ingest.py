@@ -65,6 +65,16 @@ def drop(name: str) -> None:
     admin.dispose()
 
 
+def _letters(number: int) -> str:
+    """A distinct lower-case suffix per number (names keep only letters when compared)."""
+    out = ""
+    while True:
+        number, digit = divmod(number, 26)
+        out += "abcdefghijklmnopqrstuvwxyz"[digit]
+        if not number:
+            return out
+
+
 def make_file(pupils: int) -> tuple[bytes, list[tuple[str, dt.date, str, str]]]:
     calendar = SchoolCalendar.england_default(YEAR)
     start, end = calendar.start, calendar.end
@@ -74,6 +84,13 @@ def make_file(pupils: int) -> tuple[bytes, list[tuple[str, dt.date, str, str]]]:
         if not calendar.is_school_day(d)
     ]
     made = gen.random_pupils(pupils, seed=2025, start=start, end=end, closed=closed)
+    for number, pupil in enumerate(made):
+        # The generator draws surnames from nine and gives contacts no address, so every
+        # "Sam Smith" in the school would be one parent of ~170 children. Give each family its
+        # own surname, as a real school's register has.
+        pupil.surname = f"{pupil.surname}{_letters(number)}"
+        for contact in pupil.contacts:
+            contact.surname = pupil.surname
     rows = [
         (p.upn or "", day, session, code) for p in made for (day, session), code in sorted(p.marks().items())
     ]
