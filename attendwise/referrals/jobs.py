@@ -1,4 +1,4 @@
-"""Referral jobs: send the notification outbox.
+"""Referral jobs: send the notification outbox, deliver webhooks, warn of overdue referrals.
 
 PostgreSQL is the record of truth: a notification is a row in ``referral_outbox`` written in the
 same transaction as the change it reports, so nothing is lost if mail is down. The sender runs
@@ -18,10 +18,11 @@ from attendwise.attendance import queries as attendance_queries
 from attendwise.platform import jobs
 from attendwise.platform.db import db, utcnow
 from attendwise.platform.mail import MailError, send_email
-from attendwise.referrals import services
+from attendwise.referrals import services, webhooks
 from attendwise.referrals.models import LAProfile, OutboxMessage, OutboxStatus, ReceivedReferral, Status
 
 SWEEP_EVERY = 300  # seconds
+WEBHOOK_SWEEP_EVERY = 30  # seconds: retries are due from 15 s after a failure
 BATCH = 200
 
 PERIODIC = (
@@ -30,6 +31,12 @@ PERIODIC = (
         func="attendwise.referrals.jobs.send_outbox",
         queue="default",
         interval=SWEEP_EVERY,
+    ),
+    jobs.Periodic(
+        name="referrals-webhooks",
+        func="attendwise.referrals.jobs.deliver_webhooks",
+        queue="notifications",
+        interval=WEBHOOK_SWEEP_EVERY,
     ),
     jobs.Periodic(
         name="referrals-overdue",
@@ -108,3 +115,9 @@ def warn_overdue(today: str | None = None) -> int:
         )
         queued += row is not None
     return queued
+
+
+def deliver_webhooks(now: str | None = None) -> dict[str, int]:
+    """Attempt every due webhook delivery: right after the change (for one LA) and, as the
+    periodic sweeper (system context), every retry whose backoff has passed."""
+    return webhooks.deliver_due(db.session(), dt.datetime.fromisoformat(now) if now else None)

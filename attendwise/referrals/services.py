@@ -34,7 +34,7 @@ from attendwise.letters.render import RenderError
 from attendwise.platform import audit, jobs, tenancy
 from attendwise.platform.db import utcnow
 from attendwise.referrals import bundle as bundle_pdf
-from attendwise.referrals import penalty
+from attendwise.referrals import penalty, webhooks
 from attendwise.referrals.models import (
     BundleItem,
     Decision,
@@ -48,6 +48,7 @@ from attendwise.referrals.models import (
     ReferralKind,
     ReferralMessage,
     Status,
+    WebhookEvent,
 )
 from attendwise.tenants import roles
 from attendwise.tenants.models import Organisation, User
@@ -565,6 +566,7 @@ def submit(session: Session, referral: Referral, *, user_id: int | None, on: dt.
             )
         session.add(received)
         session.flush()
+        webhooks.emit(session, referral.la_org_id, WebhookEvent.REFERRAL_SUBMITTED, event_data(received))
         profile = session.scalar(select(LAProfile).where(LAProfile.org_id == referral.la_org_id))
         if profile is not None and profile.team_email:
             notify(
@@ -645,13 +647,45 @@ def school_reply(
 
 def _resume_clock(received: ReceivedReferral, on: dt.date) -> None:
     if received.paused_on is not None:
-        paused = cal.working_days(received.paused_on, on) - 1 if on > received.paused_on else 0
-        received.due_on = cal.add_working_days(received.due_on, max(paused, 0))
+        paused = max(cal.working_days(received.paused_on, on) - 1 if on > received.paused_on else 0, 0)
+        received.due_on = cal.add_working_days(received.due_on, paused)
+        received.paused_working_days += paused
         received.paused_on = None
 
 
+def event_data(received: ReceivedReferral) -> dict[str, Any]:
+    """What a webhook says about a referral: references and status, never the pupil's name."""
+    return {
+        "referral_id": received.id,
+        "reference": f"R{received.id}",
+        "kind": received.kind.value,
+        "status": received.status.value,
+        "school_org_id": received.source_org_id,
+        "school": received.school_name,
+        "submitted_on": received.submitted_on.isoformat(),
+        "due_on": received.due_on.isoformat(),
+    }
+
+
+def _notice_event(session: Session, notice: PenaltyNotice) -> None:
+    webhooks.emit(
+        session,
+        notice.org_id,
+        WebhookEvent.PENALTY_NOTICE_CHANGED,
+        {
+            "penalty_notice_id": notice.id,
+            "referral_id": notice.received_id,
+            "status": notice.status.value,
+            "sequence": notice.sequence,
+            "amount": notice.amount,
+            "issued_on": notice.issued_on.isoformat(),
+        },
+    )
+
+
 def _mirror(session: Session, received: ReceivedReferral, note: str = "") -> None:
-    """Copy the LA's status onto the school's referral (the one cross-tenant write)."""
+    """Copy the LA's status onto the school's referral (the one cross-tenant write) and tell the
+    LA's webhooks."""
     with tenancy.system_context("referrals: mirror the LA's status onto the school's referral"):
         referral = session.get(Referral, received.source_referral_id)
         if referral is not None and referral.org_id == received.source_org_id:
@@ -659,15 +693,20 @@ def _mirror(session: Session, received: ReceivedReferral, note: str = "") -> Non
             if note:
                 referral.la_status_note = note
             session.flush()
+    webhooks.emit(
+        session, received.org_id, WebhookEvent.REFERRAL_STATUS_CHANGED, {**event_data(received), "note": note}
+    )
 
 
-def _move(received: ReceivedReferral, to: Status) -> None:
+def _move(received: ReceivedReferral, to: Status, on: dt.date | None = None) -> None:
     if to not in TRANSITIONS[received.status]:
         raise ReferralError(
             f"a referral that is {received.status.value.replace('_', ' ')} cannot become "
             f"{to.value.replace('_', ' ')}"
         )
     received.status = to
+    if to in (Status.DECIDED, Status.DECLINED) and received.concluded_on is None:
+        received.concluded_on = on or attendance_queries.today()
 
 
 def _notify_school(session: Session, received: ReceivedReferral, event: str, text: str) -> None:
@@ -813,10 +852,23 @@ def decide(
         penalty_notice_id=penalty_notice.id if penalty_notice else None,
     )
     received.decisions.append(decision)
-    _move(received, Status.DECIDED)
+    _move(received, Status.DECIDED, on)
     session.flush()
     label = decision_kind.label
     _mirror(session, received, f"Decision: {label}")
+    webhooks.emit(
+        session,
+        received.org_id,
+        WebhookEvent.REFERRAL_DECIDED,
+        {
+            **event_data(received),
+            "decision_id": decision.id,
+            "decision": decision_kind.value,
+            "decided_on": on.isoformat(),
+            "improvement_ends_on": _iso(improvement_ends_on),
+            "penalty_notice_id": decision.penalty_notice_id,
+        },
+    )
     _notify_school(session, received, f"decision-{decision.id}", f"decision recorded ({label})")
     return decision
 
@@ -904,6 +956,7 @@ def issue_notice(
     )
     session.add(notice)
     session.flush()
+    _notice_event(session, notice)
     return notice
 
 
@@ -923,6 +976,7 @@ def record_payment(
     notice.paid_on = paid_on
     notice.paid_amount = amount
     session.flush()
+    _notice_event(session, notice)
     return notice
 
 
@@ -934,6 +988,7 @@ def withdraw_notice(session: Session, notice: PenaltyNotice, reason: str) -> Pen
     notice.status = penalty.NoticeStatus.WITHDRAWN
     notice.withdrawn_reason = reason.strip()
     session.flush()
+    _notice_event(session, notice)
     return notice
 
 

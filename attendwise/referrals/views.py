@@ -21,13 +21,15 @@ from attendwise.platform import audit
 from attendwise.platform.auth import Principal, current_principal, require_perm
 from attendwise.platform.db import db
 from attendwise.platform.web import register_nav
-from attendwise.referrals import queries, services
+from attendwise.referrals import queries, services, webhooks
 from attendwise.referrals.models import (
     DecisionKind,
     PenaltyNotice,
     ReceivedReferral,
     Referral,
     Status,
+    WebhookEndpoint,
+    WebhookEvent,
 )
 from attendwise.referrals.services import ReferralError
 from attendwise.tenants.roles import Perm
@@ -382,6 +384,87 @@ def notice_act(notice_id: int) -> tuple[str, int] | Response:
     if back is None:
         return redirect(url_for("referrals.queue"))
     return redirect(url_for("referrals.received_detail", received_referral_id=back))
+
+
+# -- the LA's webhooks ------------------------------------------------------------------------------
+
+LA_SETTINGS = (Perm.REFERRALS_TRIAGE, Perm.ORG_SETTINGS)
+EVENT_LABELS = {
+    WebhookEvent.REFERRAL_SUBMITTED: "A school submits a referral",
+    WebhookEvent.REFERRAL_STATUS_CHANGED: "A referral's status changes",
+    WebhookEvent.REFERRAL_DECIDED: "A decision is recorded",
+    WebhookEvent.PENALTY_NOTICE_CHANGED: "A penalty notice is issued, paid, withdrawn or unpaid",
+}
+
+
+def _webhooks_page(error: str = "", secret: str = "", status: int = 200) -> tuple[str, int]:
+    endpoints = db.session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id)).all()
+    return (
+        render_template(
+            "referrals/webhooks.html",
+            endpoints=endpoints,
+            events=EVENT_LABELS,
+            error=error,
+            secret=secret,
+            form=request.form if error else {},
+        ),
+        status,
+    )
+
+
+@bp.route("/webhooks", methods=["GET", "POST"])
+@require_perm(*LA_SETTINGS)
+def webhooks_page() -> tuple[str, int]:
+    principal = _principal()
+    assert principal.organisation is not None
+    assert principal.user is not None
+    if request.method == "GET":
+        return _webhooks_page()
+    try:
+        _endpoint, secret = webhooks.create_endpoint(
+            db.session(),
+            principal.organisation.id,
+            url=request.form.get("url", ""),
+            events=request.form.getlist("events"),
+            description=request.form.get("description", ""),
+            user_id=principal.user.id,
+        )
+    except webhooks.WebhookError as exc:
+        db.session.rollback()
+        return _webhooks_page(str(exc), status=400)
+    return _webhooks_page(secret=secret, status=201)
+
+
+def _own_endpoint(referral_webhook_endpoint_id: int) -> WebhookEndpoint:
+    endpoint = db.session.scalar(
+        select(WebhookEndpoint).where(WebhookEndpoint.id == referral_webhook_endpoint_id)
+    )
+    if endpoint is None:
+        abort(404)
+    return endpoint
+
+
+@bp.get("/webhooks/<int:referral_webhook_endpoint_id>")
+@require_perm(*LA_SETTINGS)
+def webhook_detail(referral_webhook_endpoint_id: int) -> str:
+    endpoint = _own_endpoint(referral_webhook_endpoint_id)
+    return render_template(
+        "referrals/webhook.html",
+        endpoint=endpoint,
+        deliveries=webhooks.deliveries(db.session(), endpoint),
+        events=EVENT_LABELS,
+    )
+
+
+@bp.post("/webhooks/<int:referral_webhook_endpoint_id>")
+@require_perm(*LA_SETTINGS)
+def webhook_act(referral_webhook_endpoint_id: int) -> Response:
+    endpoint = _own_endpoint(referral_webhook_endpoint_id)
+    action = request.form.get("action")
+    if action not in ("enable", "disable"):
+        abort(400)
+    webhooks.set_active(db.session(), endpoint, action == "enable")
+    return redirect(url_for("referrals.webhook_detail", referral_webhook_endpoint_id=endpoint.id))
 
 
 def register(app: Flask) -> None:
