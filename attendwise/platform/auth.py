@@ -141,6 +141,13 @@ def login_required(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _refusal(principal: Principal) -> int:
+    """403 for a missing permission, except on a route naming an object for a user outside any
+    school: an LA or trust user is not told whether a school's pupil, case or document exists."""
+    outside_school = principal.organisation is None or principal.organisation.kind != OrgKind.SCHOOL
+    return 404 if outside_school and request.view_args else 403
+
+
 def require_perm(*perms: Perm) -> Callable[[F], F]:
     def decorator(fn: F) -> F:
         @functools.wraps(fn)
@@ -148,7 +155,7 @@ def require_perm(*perms: Perm) -> Callable[[F], F]:
             principal = current_principal()
             assert principal is not None
             if not all(principal.can(p) for p in perms):
-                abort(403)
+                abort(_refusal(principal))
             return fn(*args, **kwargs)
 
         marked = login_required(inner)
