@@ -36,7 +36,7 @@ from attendwise.attendance.metrics import Period
 from attendwise.casework import queries as casework_queries
 from attendwise.casework.queries import CaseHistory
 from attendwise.insights.exports import Table
-from attendwise.insights.services import SUPPRESS_BELOW, SUPPRESSED
+from attendwise.insights.services import SUPPRESS_BELOW, SUPPRESSED, Comparison
 from attendwise.letters import services as letter_services
 from attendwise.platform import tenancy
 from attendwise.referrals import queries as referral_queries
@@ -236,3 +236,12 @@ COLUMNS = (
     "Of which improved",
     "Median weeks from stage entry to improvement",
 )
+
+
+def for_comparison(session: Session, comparison: Comparison) -> list[ProcessMeasures]:
+    """The process measures of a comparison's schools over its period (none without figures)."""
+    if comparison.period_start is None or comparison.period_end is None:
+        return []
+    period = Period(comparison.period_start, comparison.period_end, comparison.period_label)
+    activities = [gather(session, s.school_id, s.name, period) for s in comparison.schools]
+    return measure(activities, total_name=f"All schools of {comparison.scope_name}")

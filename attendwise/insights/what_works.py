@@ -50,7 +50,7 @@ from attendwise.attendance import services as attendance_services
 from attendwise.attendance.calendar import academic_year_of
 from attendwise.casework import queries as casework_queries
 from attendwise.insights.exports import Table
-from attendwise.insights.services import SUPPRESS_BELOW, SUPPRESSED
+from attendwise.insights.services import SUPPRESS_BELOW, SUPPRESSED, Comparison
 from attendwise.platform import tenancy
 
 DEFAULT_WEEKS = 6
@@ -128,10 +128,10 @@ class StepResult:
     def summary(self) -> str:
         """What happened, in words that claim no cause."""
         if self.difference is None or self.ci_low is None or self.ci_high is None:
-            return f"No pupil who had {self.label.lower()} could be compared with similar pupils."
+            return f"No pupil who had {_phrase(self.label)} could be compared with similar pupils."
         n = self.weeks
         said = (
-            f"Pupils who had {self.label.lower()} ({self.treated}) went on to attend "
+            f"Pupils who had {_phrase(self.label)} ({self.treated}) went on to attend "
             f"{self.treated_after:.1f}% in the {n} school weeks after, against {self.treated_before:.1f}% "
             f"in the {n} before. Similar pupils at the same schools who had not (yet) had it "
             f"({self.comparison}) went from {self.comparison_before:.1f}% to {self.comparison_after:.1f}%. "
@@ -141,6 +141,11 @@ class StepResult:
         if self.ci_low <= 0 <= self.ci_high:
             said += " The interval includes zero: these figures are consistent with no difference at all."
         return said
+
+
+def _phrase(label: str) -> str:
+    """A label inside a sentence: "Stage 2 (letter)" becomes "stage 2 (letter)", "EHCP review" stays."""
+    return label[:1].lower() + label[1:] if label[1:2].islower() or label[1:2] == " " else label
 
 
 def _minus(a: float | None, b: float | None) -> float | None:
@@ -416,7 +421,7 @@ def _warning(label: str, treated: int, comparison: int, min_group: int) -> str |
     if treated >= min_group and comparison >= min_group:
         return None
     return (
-        f"Too few pupils to rely on: {treated} had {label.lower()} and {comparison} similar pupils had not "
+        f"Too few pupils to rely on: {treated} had {_phrase(label)} and {comparison} similar pupils had not "
         f"(at least {min_group} in each group are needed). Treat this figure as an anecdote, not a finding."
     )
 
@@ -494,3 +499,17 @@ def table(results: Sequence[StepResult], *, suppress: bool, title: str = "What w
         rows=rows,
         notes=[CAVEAT, f"{SUPPRESSED}: fewer than {SUPPRESS_BELOW} pupils, not shown outside the school."],
     )
+
+
+def for_comparison(
+    session: Session, comparison: Comparison, *, weeks: int = DEFAULT_WEEKS
+) -> list[StepResult]:
+    """What works across a comparison's schools, this academic year up to its period's end."""
+    if comparison.period_end is None:
+        return []
+    series, steps = [], []
+    for school in comparison.schools:
+        one, its_steps = gather(session, school.school_id, comparison.period_end)
+        series.append(one)
+        steps += its_steps
+    return analyse(series, steps, weeks=weeks)

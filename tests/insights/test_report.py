@@ -1,0 +1,99 @@
+"""The governors' report: a real PDF through the letters renderer, with the figures it should hold."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections.abc import Callable
+
+import pytest
+from pypdf import PdfReader
+from sqlalchemy.orm import Session
+
+from attendwise.casework.jobs import evaluate_on
+from attendwise.insights import report
+from attendwise.insights import services as insights_services
+from attendwise.platform import tenancy
+from attendwise.tenants.models import Organisation
+from tests.casework.conftest import build_school
+
+ON = dt.date(2026, 11, 20)
+FRIDAYS = [dt.date(2026, 9, 25), dt.date(2026, 10, 2), dt.date(2026, 10, 9), dt.date(2026, 11, 6)]
+
+
+@pytest.fixture
+def trust_with_casework(
+    db_session: Session, make_trust: Callable[..., Organisation], make_school: Callable[..., Organisation]
+) -> Organisation:
+    trust = make_trust(name="Chalk Downs Learning Trust")
+    schools = [
+        build_school(db_session, make_school(trust=trust, name="Hill Primary"), pupils=30, absent_pupils=10),
+        build_school(
+            db_session, make_school(trust=trust, name="Vale Primary"), pupils=24, absent_pupils=4, estab=2002
+        ),
+    ]
+    for built in schools:
+        with tenancy.tenant_context(built.school.id):
+            for friday in FRIDAYS:
+                evaluate_on(db_session, built.school.id, friday)
+            insights_services.refresh(db_session, built.school.id, on=ON)
+    return trust
+
+
+def _text(pdf: bytes) -> str:
+    """The PDF's words, with line breaks and runs of spaces made single spaces."""
+    return " ".join(" ".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages).split())
+
+
+def test_the_report_holds_the_trusts_figures_charts_process_and_what_works(
+    db_session: Session, trust_with_casework: Organisation
+) -> None:
+    trust = trust_with_casework
+    with tenancy.tenant_context(trust.id, read_org_ids=_member_ids(db_session, trust)):
+        comparison = insights_services.comparison(db_session, trust.id, "term")
+        merge = report.context(db_session, trust.id, period="term", today=ON)
+        pdf = report.render_pdf(db_session, trust.id, period="term", today=ON)
+    assert pdf.startswith(b"%PDF-")
+    text = _text(pdf)
+    assert "Attendance report for governors: Chalk Downs Learning Trust" in text
+    assert "Hill Primary" in text
+    assert "Vale Primary" in text
+    total = comparison.total.attendance
+    assert total is not None
+    assert f"{total:.1f}%" in text
+    # 10 of Hill's 30 and 4 of Vale's 24 pupils miss one day in four: 75% attendance.
+    assert total == pytest.approx(100 * (1 - 14 * 0.25 / 54), abs=0.6)
+    for school in comparison.schools:
+        assert school.figures.attendance is not None
+        assert f"{school.figures.attendance:.1f}%" in text
+    assert "How the process is followed" in text
+    assert "What happened after each step" in text
+    assert "does not show that the step caused the change" in text
+    assert "Attendance each school week (the chart's data)" in text
+    assert merge["schools"] is not None
+    assert len(merge["schools"]["bars"]) == 2
+    assert merge["trend"]["dots"]
+    process_rows = merge["process"]["rows"]
+    assert process_rows[-1][0] == "All schools of Chalk Downs Learning Trust"
+    assert process_rows[0][6] == "10"  # Hill's persistent absentees this term
+    assert process_rows[1][6] == "x"  # Vale's four: fewer than 5, not shown outside the school
+
+
+def test_the_context_holds_only_plain_values(db_session: Session, trust_with_casework: Organisation) -> None:
+    trust = trust_with_casework
+    with tenancy.tenant_context(trust.id, read_org_ids=_member_ids(db_session, trust)):
+        merge = report.context(db_session, trust.id, period="term", today=ON)
+
+    def plain(value: object) -> bool:
+        if isinstance(value, dict):
+            return all(isinstance(k, str) and plain(v) for k, v in value.items())
+        if isinstance(value, list):
+            return all(plain(v) for v in value)
+        return value is None or isinstance(value, str | int | float | bool)
+
+    assert plain(merge)
+
+
+def _member_ids(session: Session, trust: Organisation) -> set[int]:
+    with tenancy.system_context("test: the trust's member schools"):
+        return {s.id for s in insights_services.schools_in_scope(session, trust)}
