@@ -5,7 +5,9 @@ RQ may lose a job (Redis restart, a killed worker); the letter row never is. Eve
 
 * re-queues the render of letters ``queued`` (or stuck ``rendering``) for over
   :data:`STUCK_AFTER` — rendering has no outside effect, so doing it again is safe;
-* re-queues the send of emails ``rendered`` or ``retry`` whose send job is overdue;
+* re-queues the send of emails ``rendered`` or ``retry`` whose send job is overdue (a bulk
+  run's emails only once someone released them);
+* re-queues a bulk run whose job stopped (no progress for :data:`STUCK_AFTER`);
 * reconciles emails stuck in ``sending``: SMTP offers no way to ask whether a message was
   accepted, so such a letter is never resent automatically. It is marked ``failed`` with
   "delivery uncertain" and its Message-ID, for a person to check and resend
@@ -16,12 +18,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 
 from attendwise.letters import services
-from attendwise.letters.models import Channel, Letter, LetterStatus
+from attendwise.letters.models import Channel, Letter, LetterRun, LetterStatus, RunStatus
 from attendwise.platform import audit, jobs, tenancy
-from attendwise.platform.db import db, utcnow
+from attendwise.platform.db import db, sync_tenant, utcnow
 
 SWEEP_EVERY = 300  # seconds
 STUCK_AFTER = dt.timedelta(minutes=10)
@@ -36,6 +38,11 @@ def send_letter(letter_id: int) -> bool:
     return services.send_letter(db.session(), letter_id)
 
 
+def render_run(run_id: int, on: str) -> bool:
+    session = db.session()
+    return services.render_run(session, run_id, dt.date.fromisoformat(on), checkpoint=session.commit)
+
+
 def sweep() -> list[int]:
     """Periodic (system context): one sweep job per school."""
     return jobs.fan_out(sweep_school, queue="letters")
@@ -46,8 +53,9 @@ def sweep_school(now: str | None = None) -> dict[str, int]:
     session = db.session()
     org_id = tenancy.require().org_id
     moment = dt.datetime.fromisoformat(now) if now else utcnow()
-    counts = {"render": 0, "send": 0, "uncertain": 0}
+    counts = {"render": 0, "send": 0, "uncertain": 0, "run": 0}
     stale = moment - STUCK_AFTER
+    held = select(LetterRun.id).where(LetterRun.emails_released_at.is_(None))
     stuck = session.scalars(
         select(Letter).where(
             Letter.org_id == org_id,
@@ -55,7 +63,8 @@ def sweep_school(now: str | None = None) -> dict[str, int]:
             or_(
                 Letter.status.in_([LetterStatus.QUEUED.value, LetterStatus.RENDERING.value]),
                 (Letter.channel == Channel.EMAIL.value)
-                & Letter.status.in_([LetterStatus.RENDERED.value, LetterStatus.RETRY.value]),
+                & Letter.status.in_([LetterStatus.RENDERED.value, LetterStatus.RETRY.value])
+                & or_(Letter.run_id.is_(None), Letter.run_id.not_in(held)),
             ),
         )
     ).all()
@@ -92,6 +101,30 @@ def sweep_school(now: str | None = None) -> dict[str, int]:
                 pupil_id=letter.pupil_id,
             )
             counts["uncertain"] += 1
+    sync_tenant(session)
+    for run in session.scalars(
+        select(LetterRun).where(
+            LetterRun.org_id == org_id,
+            LetterRun.status == RunStatus.RENDERING.value,
+            LetterRun.updated_at < stale,
+        )
+    ).all():
+        requeued = session.execute(
+            update(LetterRun)
+            .where(LetterRun.id == run.id, LetterRun.status == RunStatus.RENDERING.value)
+            .values(status=RunStatus.QUEUED.value, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+        if requeued:
+            jobs.enqueue(
+                render_run,
+                run.id,
+                run.created_at.date().isoformat(),
+                org_id=org_id,
+                queue="pdf",
+                job_timeout=3600,
+            )
+            counts["run"] += 1
     return counts
 
 

@@ -1,5 +1,5 @@
 """Letters: the per-school letterhead, a school's own template versions, stored documents,
-the letter rows (the record of truth for every send) and printed post batches."""
+the letter rows (the record of truth for every send), printed post batches and bulk runs."""
 
 from __future__ import annotations
 
@@ -31,6 +31,12 @@ class LetterStatus(enum.StrEnum):
     SENT = "sent"
     POSTED = "posted"
     FAILED = "failed"
+
+
+class RunStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RENDERING = "rendering"
+    RENDERED = "rendered"
 
 
 class LetterSettings(TenantMixin, TimestampMixin, Base):
@@ -95,6 +101,32 @@ class PostBatch(TenantMixin, Base):
     posted_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
 
+class LetterRun(TenantMixin, TimestampMixin, Base):
+    """One "this week's letters" run: the letter tasks it covers, its progress, the merged
+    PDF of its post letters, and whether its emails were released (only then do they go)."""
+
+    __tablename__ = "letter_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    week_start: Mapped[dt.date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(12), default=RunStatus.QUEUED.value)
+    items: Mapped[list[dict[str, object]]] = mapped_column(JSON, default=list)
+    """One entry per letter task: ``task``, ``pupil``, ``case``, ``template``, ``pupil_name``."""
+    total: Mapped[int] = mapped_column(default=0)
+    done: Mapped[int] = mapped_column(default=0)
+    failed: Mapped[int] = mapped_column(default=0)
+    errors: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    post_batch_id: Mapped[int | None] = mapped_column(
+        ForeignKey("letter_post_batches.id", ondelete="SET NULL")
+    )
+    finished_at: Mapped[dt.datetime | None] = mapped_column()
+    emails_released_at: Mapped[dt.datetime | None] = mapped_column()
+    emails_released_by_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+
+
 class Letter(TenantMixin, TimestampMixin, Base):
     """One letter to one recipient: the record that it was made and sent, exactly once."""
 
@@ -123,6 +155,7 @@ class Letter(TenantMixin, TimestampMixin, Base):
     post_batch_id: Mapped[int | None] = mapped_column(
         ForeignKey("letter_post_batches.id", ondelete="SET NULL")
     )
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("letter_runs.id", ondelete="SET NULL"), index=True)
     queued_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     rendered_at: Mapped[dt.datetime | None] = mapped_column()
     sending_started_at: Mapped[dt.datetime | None] = mapped_column()

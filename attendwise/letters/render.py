@@ -11,28 +11,37 @@ from reaching anything but the page:
   logo and signature) and stops the render for anything else (``file:``, ``http(s):``,
   ``data:``, redirects), never falling back to the default fetcher; the trusted CSS is
   passed as ``CSS(string=...)``;
-* the render itself runs in one long-lived child process (:class:`Renderer`) whose address
+* the render itself runs in a long-lived child process (:class:`Renderer`) whose address
   space is capped with ``resource.setrlimit(RLIMIT_AS)`` and which is killed and replaced
   when a render passes its time limit. The child only renders: it holds no database
-  connection and no application secrets.
+  connection and no application secrets. Bulk runs use a :class:`RendererPool` of such
+  children, one per CPU, each reused for every letter it is given.
+
+A child parses each distinct trusted stylesheet once, with one ``FontConfiguration`` for its
+lifetime, and reuses both for every later letter (WeasyPrint supports sharing them between
+documents); only the letter's own HTML is parsed and laid out per render.
 
 Output is PDF/A-3b.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import pickle
+import queue
 import re
 import select
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateError
+from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 TEMPLATES = Path(__file__).parent / "templates" / "letters"
@@ -103,10 +112,16 @@ def default_source(key: str) -> str:
     return (DEFAULTS / preset / f"{key}.html").read_text(encoding="utf-8")
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled(source: str) -> Template:
+    """Template text compiled once (a bulk run renders the same few templates many times)."""
+    return _ENV.from_string(source)
+
+
 def render_html(source: str, context: Mapping[str, Any]) -> str:
     """Render template text in the sandbox. Raise :class:`LetterTemplateError` naming the fault."""
     try:
-        return _ENV.from_string(source).render(**context)
+        return _compiled(source).render(**context)
     except TemplateError as exc:
         line = getattr(exc, "lineno", None)
         where = f" (line {line})" if line else ""
@@ -146,14 +161,48 @@ def _fetcher_class() -> type:
     return AssetFetcher
 
 
+class _Stylesheets:
+    """The child's parsed trusted stylesheets (by text) and its one font configuration."""
+
+    def __init__(self) -> None:
+        self._parsed: dict[str, Any] = {}
+        self._fonts: Any = None
+
+    def fonts(self) -> Any:
+        if self._fonts is None:
+            from weasyprint.text.fonts import FontConfiguration
+
+            self._fonts = FontConfiguration()
+        return self._fonts
+
+    def get(self, css: str) -> Any:
+        """``css`` parsed once; a URL inside it is refused like any other (it has no assets)."""
+        from weasyprint import CSS
+
+        sheet = self._parsed.get(css)
+        if sheet is None:
+            if len(self._parsed) >= 8:
+                self._parsed.clear()
+            sheet = CSS(string=css, url_fetcher=_fetcher_class()({}), font_config=self.fonts())
+            self._parsed[css] = sheet
+        return sheet
+
+
+_STYLESHEETS = _Stylesheets()
+
+
 def render_pdf_here(html: str, css: str, assets: Mapping[str, Asset]) -> bytes:
-    """Render in this process (the child's work; also the benchmark's bare baseline)."""
-    from weasyprint import CSS, HTML
+    """Render in this process (the child's work), reusing the parsed stylesheet and fonts."""
+    from weasyprint import HTML
 
     fetcher = _fetcher_class()(assets)
     document = HTML(string=html, url_fetcher=fetcher, base_url=None)
-    stylesheet = CSS(string=css, url_fetcher=fetcher)
-    pdf: bytes = document.write_pdf(stylesheets=[stylesheet], pdf_variant=PDF_VARIANT, uncompressed_pdf=False)
+    pdf: bytes = document.write_pdf(
+        stylesheets=[_STYLESHEETS.get(css)],
+        font_config=_STYLESHEETS.fonts(),
+        pdf_variant=PDF_VARIANT,
+        uncompressed_pdf=False,
+    )
     return pdf
 
 
@@ -239,11 +288,81 @@ class Renderer:
                 stream.close()
 
 
+class RendererPool:
+    """Several :class:`Renderer` children rendering letters side by side (bulk runs).
+
+    ``size`` defaults to the number of CPUs. Each child keeps its own time and memory limit
+    and is replaced on its own after a timeout or crash; the children start on first use
+    and stay up for the next letter, so a run pays the interpreter and font start-up once
+    per child, not once per letter. The parent threads only wait on the children's pipes.
+    """
+
+    def __init__(
+        self, size: int | None = None, *, timeout: float = DEFAULT_TIMEOUT, memory_bytes: int = DEFAULT_MEMORY
+    ) -> None:
+        self.size = max(1, size or os.cpu_count() or 1)
+        self._idle: queue.SimpleQueue[Renderer] = queue.SimpleQueue()
+        self._children = [Renderer(timeout=timeout, memory_bytes=memory_bytes) for _ in range(self.size)]
+        for child in self._children:
+            self._idle.put(child)
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _render(self, html: str, css: str, assets: Mapping[str, Asset]) -> bytes:
+        child = self._idle.get()
+        try:
+            return child.render(html, css, assets)
+        finally:
+            self._idle.put(child)
+
+    def submit(self, html: str, css: str, assets: Mapping[str, Asset]) -> Future[bytes]:
+        """Start rendering on the next free child; the future raises :class:`RenderError`."""
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.size, thread_name_prefix="letter-render")
+            return self._executor.submit(self._render, html, css, dict(assets))
+
+    def render_many(
+        self, letters: Iterator[tuple[str, Mapping[str, Asset]]], css: str | None = None
+    ) -> Iterator[bytes | RenderError]:
+        """Render ``(html, assets)`` pairs in order, at most two per child in flight; yields each
+        PDF, or the :class:`RenderError` that stopped that one letter, in the same order."""
+        sheet = css if css is not None else letter_css()
+        pending: list[Future[bytes]] = []
+        for html, assets in letters:
+            pending.append(self.submit(html, sheet, assets))
+            if len(pending) >= 2 * self.size:
+                yield _outcome(pending.pop(0))
+        for future in pending:
+            yield _outcome(future)
+
+    def close(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+        for child in self._children:
+            child.close()
+
+
+def _outcome(future: Future[bytes]) -> bytes | RenderError:
+    try:
+        return future.result()
+    except RenderError as exc:
+        return exc
+
+
 _renderer = Renderer()
+_pool = RendererPool()  # no process starts until the first bulk render
 
 
 def renderer() -> Renderer:
     return _renderer
+
+
+def pool() -> RendererPool:
+    """The process's render pool for bulk runs, one child per CPU."""
+    return _pool
 
 
 def render_pdf(html: str, assets: Mapping[str, Asset] | None = None) -> bytes:

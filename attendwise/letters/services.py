@@ -7,6 +7,10 @@ posting. Every step claims the row with a conditional UPDATE, so a job run twice
 workers, acts once. The ``sending`` claim (with the Message-ID the email will carry) is
 committed *before* the mail server is contacted: a worker that dies mid-send leaves the
 letter ``sending``, and the sweeper never resends it blindly (see :mod:`.jobs`).
+
+Bulk runs ("this week's letters", :func:`start_run`) queue the week's letter tasks as letters
+and render them in one job on the :class:`~attendwise.letters.render.RendererPool`, one child
+per CPU. A run's emails wait until someone releases them (:func:`release_emails`).
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
@@ -28,10 +35,12 @@ from attendwise.letters.models import (
     Document,
     EmailMode,
     Letter,
+    LetterRun,
     LetterSettings,
     LetterStatus,
     LetterTemplate,
     PostBatch,
+    RunStatus,
 )
 from attendwise.platform import audit, jobs
 from attendwise.platform.db import sync_tenant, utcnow
@@ -161,6 +170,7 @@ def queue_letter(
     channel: str = Channel.POST.value,
     idempotency_key: str | None = None,
     on: dt.date | None = None,
+    enqueue_render: bool = True,
 ) -> list[int]:
     """Queue ``template_key`` about a pupil, one letter per recipient; returns the letter ids.
 
@@ -169,6 +179,7 @@ def queue_letter(
     ``context_extra`` adds merge fields (``meeting``, ``plan``, ``stage``, ``message``,
     ``dates``). Queueing the same letter again (same key, pupil, recipient, case and day, or
     the same ``idempotency_key``) returns the existing letter instead of a second one.
+    ``enqueue_render=False`` leaves the render to the caller (a bulk run renders its own).
     """
     if channel not in {c.value for c in Channel}:
         raise LetterError(f"channel must be 'email' or 'post', not {channel!r}")
@@ -206,9 +217,14 @@ def queue_letter(
         session.add(letter)
         session.flush()
         ids.append(letter.id)
-        jobs.enqueue(
-            "attendwise.letters.jobs.render_letter", letter.id, org_id=org_id, queue="pdf", job_timeout=120
-        )
+        if enqueue_render:
+            jobs.enqueue(
+                "attendwise.letters.jobs.render_letter",
+                letter.id,
+                org_id=org_id,
+                queue="pdf",
+                job_timeout=120,
+            )
     return ids
 
 
@@ -288,9 +304,18 @@ def render_letter(session: Session, letter_id: int) -> bool:
     letter.status = LetterStatus.RENDERED.value
     letter.rendered_at = utcnow()
     session.flush()
-    if letter.channel == Channel.EMAIL:
+    if letter.channel == Channel.EMAIL and emails_released(session, letter):
         enqueue_send(session, letter)
     return True
+
+
+def emails_released(session: Session, letter: Letter) -> bool:
+    """A letter outside a bulk run may be emailed once rendered; one in a run only after the
+    run's emails were released."""
+    if letter.run_id is None:
+        return True
+    released = session.scalar(select(LetterRun.emails_released_at).where(LetterRun.id == letter.run_id))
+    return released is not None
 
 
 def enqueue_send(session: Session, letter: Letter) -> None:
@@ -332,7 +357,7 @@ def _email_text(letter: Letter, mode: str, link: str | None) -> str:
 def send_letter(session: Session, letter_id: int) -> bool:
     """Email a rendered letter exactly once. False if it was not ours to send."""
     letter = session.get(Letter, letter_id)
-    if letter is None or letter.channel != Channel.EMAIL:
+    if letter is None or letter.channel != Channel.EMAIL or not emails_released(session, letter):
         return False
     message_id = message_id_for(letter)
     if not _claim(
@@ -523,6 +548,335 @@ def resend(session: Session, org_id: int, letter_id: int) -> bool:
     assert letter is not None
     enqueue_send(session, letter)
     return True
+
+
+# ---- bulk runs: this week's letters ----------------------------------------------------------
+
+RUN_CHECKPOINT = 10  # letter tasks between progress commits
+
+
+@dataclass(frozen=True)
+class WeekLetter:
+    """One letter task due this week, as the preview lists it."""
+
+    task_id: int
+    pupil_id: int
+    case_id: int | None
+    pupil_name: str
+    template_key: str | None
+    due_on: dt.date
+    recipients: list[dict[str, Any]]  # name, channel ("email" or "post")
+    problem: str | None  # why this task cannot be part of a run
+    letters: list[Letter]  # letters already made for this task, by an earlier run
+
+
+def week_of(day: dt.date) -> tuple[dt.date, dt.date]:
+    """Monday and Sunday of the week ``day`` falls in."""
+    monday = day - dt.timedelta(days=day.weekday())
+    return monday, monday + dt.timedelta(days=6)
+
+
+def _task_key(task_id: int) -> str:
+    return f"task-{task_id}"
+
+
+def week_letters(session: Session, org_id: int, on: dt.date) -> list[WeekLetter]:
+    """The school's open letter tasks due by the end of ``on``'s week (overdue ones too), each
+    with the people it goes to and how, or the reason it cannot be made."""
+    from attendwise.casework import services as casework
+
+    keys = render.default_keys()
+    out = []
+    made: dict[str, list[Letter]] = {}
+    tasks = casework.letter_tasks_due(session, week_of(on)[1])
+    if tasks:
+        for letter in session.scalars(
+            select(Letter)
+            .where(Letter.org_id == org_id, Letter.idempotency_key.in_(_keys_for(session, org_id, tasks)))
+            .order_by(Letter.id)
+        ):
+            made.setdefault(letter.idempotency_key.split(":", 1)[0], []).append(letter)
+    for task in tasks:
+        problem = None
+        recipients: list[dict[str, Any]] = []
+        if task.template_key is None:
+            problem = "the task names no letter template: write this letter by hand"
+        elif task.template_key not in keys:
+            problem = f"there is no letter template {task.template_key!r}"
+        else:
+            try:
+                recipients = [
+                    {"name": r["name"], "channel": _channel_for(r)}
+                    for r in _recipients(session, org_id, task.pupil_id, task.template_key, None)
+                ]
+            except LetterError as exc:
+                problem = str(exc)
+        out.append(
+            WeekLetter(
+                task.task_id,
+                task.pupil_id,
+                task.case_id,
+                task.pupil_name,
+                task.template_key,
+                task.due_on,
+                recipients,
+                problem,
+                made.get(_task_key(task.task_id), []),
+            )
+        )
+    return out
+
+
+def _keys_for(session: Session, org_id: int, tasks: Sequence[Any]) -> list[str]:
+    """Every idempotency key the run's letters for ``tasks`` can carry (one per contact)."""
+    from attendwise.attendance.models import PupilContact
+
+    contacts: dict[int, list[int]] = {}
+    pupil_ids = sorted({task.pupil_id for task in tasks})
+    for pupil_id, contact_id in session.execute(
+        select(PupilContact.pupil_id, PupilContact.contact_id).where(
+            PupilContact.org_id == org_id, PupilContact.pupil_id.in_(pupil_ids)
+        )
+    ):
+        contacts.setdefault(pupil_id, []).append(contact_id)
+    return [
+        f"{_task_key(task.task_id)}:{contact_id}"
+        for task in tasks
+        for contact_id in contacts.get(task.pupil_id, [])
+    ]
+
+
+def _channel_for(recipient: Mapping[str, Any]) -> str:
+    """A run emails a parent we have an address for and posts to everyone else."""
+    return (Channel.EMAIL if recipient["email"] else Channel.POST).value
+
+
+def start_run(session: Session, org_id: int, on: dt.date, *, user_id: int | None) -> LetterRun:
+    """Start rendering this week's letters as one job; returns the run (the one already under
+    way, if there is one, so pressing the button twice starts nothing twice)."""
+    busy = session.scalar(
+        select(LetterRun)
+        .where(
+            LetterRun.org_id == org_id,
+            LetterRun.status.in_([RunStatus.QUEUED.value, RunStatus.RENDERING.value]),
+        )
+        .order_by(LetterRun.id.desc())
+        .limit(1)
+    )
+    if busy is not None:
+        return busy
+    items = [
+        {
+            "task": w.task_id,
+            "pupil": w.pupil_id,
+            "case": w.case_id,
+            "template": w.template_key,
+            "pupil_name": w.pupil_name,
+        }
+        for w in week_letters(session, org_id, on)
+        if w.problem is None
+    ]
+    if not items:
+        raise LetterError("there are no letters due this week that can be made")
+    run = LetterRun(
+        org_id=org_id,
+        week_start=week_of(on)[0],
+        status=RunStatus.QUEUED.value,
+        items=items,
+        total=len(items),
+        done=0,
+        failed=0,
+        errors=[],
+        created_by_user_id=user_id,
+    )
+    session.add(run)
+    session.flush()
+    jobs.enqueue(
+        "attendwise.letters.jobs.render_run",
+        run.id,
+        on.isoformat(),
+        org_id=org_id,
+        queue="pdf",
+        job_timeout=3600,
+    )
+    return run
+
+
+@dataclass
+class _Pending:
+    item: int  # index into the run's items
+    letter_id: int
+    html: str
+    future: Future[bytes]
+
+
+def render_run(
+    session: Session, run_id: int, on: dt.date, *, checkpoint: Callable[[], None] | None = None
+) -> bool:
+    """The run's job: queue each task's letters (one per recipient, by email or post) and
+    render them on the render pool, two per child in flight, then merge the post letters into
+    one print batch. ``checkpoint`` (the job's commit) runs every :data:`RUN_CHECKPOINT` tasks
+    so the page can show progress. False if another job already took the run.
+
+    A run the sweeper re-queues (its job died) starts again from the top: letters already
+    rendered are kept, and its letters left half-way are rendered again."""
+    sync_tenant(session)
+    claimed = session.execute(
+        update(LetterRun)
+        .where(LetterRun.id == run_id, LetterRun.status == RunStatus.QUEUED.value)
+        .values(status=RunStatus.RENDERING.value, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if not claimed:
+        return False
+    run = session.get(LetterRun, run_id)
+    assert run is not None
+    session.refresh(run)
+    org_id = run.org_id
+    items: list[dict[str, Any]] = [dict(item) for item in run.items]
+    pool = render.pool()
+    css = render.letter_css()
+    assets = assets_for(session, org_id)
+    left = [0] * len(items)  # letters of each task still rendering
+    errors: list[str] = []
+    pending: deque[_Pending] = deque()
+    run.failed = 0
+
+    def fail(index: int, reason: str) -> None:
+        errors.append(f"{items[index]['pupil_name']} ({items[index]['template']}): {reason}"[:300])
+        run.failed += 1
+
+    def collect(entry: _Pending) -> None:
+        left[entry.item] -= 1
+        letter = session.get(Letter, entry.letter_id)
+        assert letter is not None
+        try:
+            pdf = entry.future.result()
+        except render.RenderError as exc:
+            letter.status = LetterStatus.FAILED.value
+            letter.error = f"could not render: {exc}"[:500]
+            fail(entry.item, f"could not render: {exc}")
+            return
+        document = store_document(
+            session,
+            org_id,
+            pdf,
+            entry.html,
+            kind="letter",
+            title=f"{letter.template_key} to {letter.recipient_name}",
+            pupil_id=letter.pupil_id,
+        )
+        letter.document_id = document.id
+        letter.status = LetterStatus.RENDERED.value
+        letter.rendered_at = utcnow()
+
+    for index, item in enumerate(items):
+        task, pupil_id, key = int(item["task"]), int(item["pupil"]), str(item["template"])
+        try:
+            recipients = _recipients(session, org_id, pupil_id, key, None)
+            letter_ids = []
+            for recipient in recipients:
+                letter_ids += queue_letter(
+                    session,
+                    org_id,
+                    pupil_id,
+                    key,
+                    None,
+                    [recipient["contact_id"]],
+                    case_id=item["case"],
+                    channel=_channel_for(recipient),
+                    idempotency_key=_task_key(task),
+                    on=on,
+                    enqueue_render=False,
+                )
+        except (LetterError, LookupError, render.LetterTemplateError) as exc:
+            fail(index, str(exc))
+            continue
+        for letter_id in letter_ids:
+            letter = session.get(Letter, letter_id)
+            assert letter is not None
+            if letter.run_id is None and letter.status == LetterStatus.QUEUED:
+                letter.run_id = run.id
+            if letter.run_id != run.id or letter.status not in (LetterStatus.QUEUED, LetterStatus.RENDERING):
+                continue  # an earlier run (or the single-letter job) made it
+            letter.status = LetterStatus.RENDERING.value
+            html = render.render_html(_letter_source(session, letter), letter.context)
+            left[index] += 1
+            pending.append(_Pending(index, letter.id, html, pool.submit(html, css, assets)))
+            while len(pending) > 2 * pool.size:
+                collect(pending.popleft())
+        if checkpoint is not None and (index + 1) % RUN_CHECKPOINT == 0:
+            run.done = sum(1 for n in left[: index + 1] if n == 0)
+            run.errors = list(errors)
+            session.flush()
+            checkpoint()
+    while pending:
+        collect(pending.popleft())
+    run.done = len(items)
+    run.errors = errors
+    session.flush()
+    post = session.scalars(
+        select(Letter.id).where(
+            Letter.run_id == run.id,
+            Letter.channel == Channel.POST.value,
+            Letter.status == LetterStatus.RENDERED.value,
+            Letter.post_batch_id.is_(None),
+        )
+    ).all()
+    if post:
+        run.post_batch_id = print_batch(session, org_id, list(post))
+    run.status = RunStatus.RENDERED.value
+    run.finished_at = utcnow()
+    session.flush()
+    return True
+
+
+def run_letters(session: Session, org_id: int, run_id: int) -> list[Letter]:
+    """The letters a run made, in the order it made them."""
+    return list(
+        session.scalars(
+            select(Letter).where(Letter.org_id == org_id, Letter.run_id == run_id).order_by(Letter.id)
+        )
+    )
+
+
+def release_emails(session: Session, org_id: int, run_id: int, *, user_id: int | None) -> int:
+    """Send the run's rendered emails; returns how many were queued (0 if they already were:
+    each email is also claimed by its send job, so none goes twice)."""
+    sync_tenant(session)
+    released = session.execute(
+        update(LetterRun)
+        .where(
+            LetterRun.id == run_id,
+            LetterRun.org_id == org_id,
+            LetterRun.status == RunStatus.RENDERED.value,
+            LetterRun.emails_released_at.is_(None),
+        )
+        .values(emails_released_at=utcnow(), emails_released_by_user_id=user_id, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if not released:
+        return 0
+    session.expire_all()
+    letters = session.scalars(
+        select(Letter).where(
+            Letter.org_id == org_id,
+            Letter.run_id == run_id,
+            Letter.channel == Channel.EMAIL.value,
+            Letter.status.in_([LetterStatus.RENDERED.value, LetterStatus.RETRY.value]),
+        )
+    ).all()
+    for letter in letters:
+        enqueue_send(session, letter)
+    audit.record(
+        session,
+        org_id=org_id,
+        action="letter_run.emails_released",
+        object_type="letter_run",
+        object_id=run_id,
+        detail={"emails": len(letters)},
+    )
+    return len(letters)
 
 
 # ---- registration certificate ----------------------------------------------------------------

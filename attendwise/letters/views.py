@@ -1,6 +1,7 @@
 """Pages: the school's letters (print a batch, record posting, resend), PDF downloads
 (permission-checked and audited), a parent's emailed link, the school's own template
-versions with a preview, and a pupil's registration certificate."""
+versions with a preview, a pupil's registration certificate, and this week's letters as one
+bulk run (preview, render all with progress, one PDF to print, send the emails)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,15 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 
 from attendwise.letters import context, render, services, storage
-from attendwise.letters.models import Document, Letter, LetterStatus, LetterTemplate, PostBatch
+from attendwise.letters.models import (
+    Document,
+    Letter,
+    LetterRun,
+    LetterStatus,
+    LetterTemplate,
+    PostBatch,
+    RunStatus,
+)
 from attendwise.platform import audit, tenancy
 from attendwise.platform.audit import Actor
 from attendwise.platform.auth import current_principal, public, require_perm
@@ -271,6 +280,116 @@ def registration_certificate(pupil_id: int) -> Any:
     except services.LetterError as exc:
         return render_template("letters/certificate_form.html", pupil_id=pupil_id, error=str(exc)), 422
     return _pdf(_stored_pdf(org_id, document), f"registration-certificate-{pupil_id}.pdf")
+
+
+@bp.get("/letters/week")
+@require_perm(Perm.LETTERS_SEND)
+def week() -> Any:
+    from attendwise.attendance import queries as attendance_queries
+
+    org_id = _org_id()
+    session = db.session()
+    today = attendance_queries.today()
+    rows = services.week_letters(session, org_id, today)
+    audit.record(
+        session,
+        org_id=org_id,
+        action="letters.week_preview",
+        object_type="pupils",
+        detail={"rows": len(rows), "pupil_ids": sorted({row.pupil_id for row in rows})},
+    )
+    runs = session.scalars(
+        select(LetterRun).where(LetterRun.org_id == org_id).order_by(LetterRun.id.desc()).limit(5)
+    ).all()
+    monday, sunday = services.week_of(today)
+    return render_template(
+        "letters/week.html",
+        rows=rows,
+        runs=runs,
+        monday=monday,
+        sunday=sunday,
+        ready=sum(1 for row in rows if row.problem is None),
+    )
+
+
+@bp.post("/letters/runs")
+@require_perm(Perm.LETTERS_SEND)
+def start_run() -> Any:
+    from attendwise.attendance import queries as attendance_queries
+
+    try:
+        run = services.start_run(db.session(), _org_id(), attendance_queries.today(), user_id=_user_id())
+    except services.LetterError as exc:
+        flash(str(exc).capitalize() + ".", "error")
+        return redirect(url_for("letters.week"))
+    return redirect(url_for("letters.run_page", letter_run_id=run.id))
+
+
+def _run(letter_run_id: int) -> LetterRun:
+    run = db.session().scalar(
+        select(LetterRun).where(LetterRun.id == letter_run_id, LetterRun.org_id == _org_id())
+    )
+    if run is None:
+        abort(404)
+    return run
+
+
+def _run_view(run: LetterRun) -> dict[str, Any]:
+    session = db.session()
+    letters = services.run_letters(session, run.org_id, run.id) if run.status == RunStatus.RENDERED else []
+    batch = session.get(PostBatch, run.post_batch_id) if run.post_batch_id else None
+    emails = [letter for letter in letters if letter.channel == "email"]
+    if letters:
+        audit.record(
+            session,
+            org_id=run.org_id,
+            action="letter_run.view",
+            object_type="letter_run",
+            object_id=run.id,
+            detail={"pupil_ids": sorted({letter.pupil_id for letter in letters})},
+        )
+    return {
+        "run": run,
+        "letters": letters,
+        "batch": batch,
+        "printed": sum(
+            1 for letter in letters if run.post_batch_id and letter.post_batch_id == run.post_batch_id
+        ),
+        "emails": emails,
+        "emails_waiting": sum(1 for letter in emails if letter.status in ("rendered", "retry")),
+        "emails_sent": sum(1 for letter in emails if letter.status == "sent"),
+        "percent": int(100 * run.done / run.total) if run.total else 100,
+    }
+
+
+@bp.get("/letters/runs/<int:letter_run_id>")
+@require_perm(Perm.LETTERS_SEND)
+def run_page(letter_run_id: int) -> Any:
+    run = _run(letter_run_id)
+    return render_template("letters/run.html", **_run_view(run))
+
+
+@bp.get("/letters/runs/<int:letter_run_id>/progress")
+@require_perm(Perm.LETTERS_SEND)
+def run_progress(letter_run_id: int) -> Any:
+    """The part of the run page that changes; htmx polls it until the run has finished."""
+    run = _run(letter_run_id)
+    return render_template("letters/_run_progress.html", **_run_view(run))
+
+
+@bp.post("/letters/runs/<int:letter_run_id>/send")
+@require_perm(Perm.LETTERS_SEND)
+def run_send(letter_run_id: int) -> Any:
+    run = _run(letter_run_id)
+    if run.status != RunStatus.RENDERED:
+        flash("The letters are still being made: send the emails once they are ready.", "error")
+        return redirect(url_for("letters.run_page", letter_run_id=run.id))
+    sent = services.release_emails(db.session(), run.org_id, run.id, user_id=_user_id())
+    if sent:
+        flash(f"{sent} emails are being sent.", "success")
+    else:
+        flash("This run's emails were already sent: nothing was sent again.", "success")
+    return redirect(url_for("letters.run_page", letter_run_id=run.id))
 
 
 def register(app: Flask) -> None:

@@ -132,7 +132,7 @@ def test_a_worker_that_dies_mid_send_never_causes_a_second_email(
         assert jobs.send_letter(letter_id) is False
         # The sweeper, after the timeout, does not resend blindly: it flags the letter for a person.
         later = (utcnow() + dt.timedelta(minutes=20)).isoformat()
-        assert jobs.sweep_school(later) == {"render": 0, "send": 0, "uncertain": 1}
+        assert jobs.sweep_school(later) == {"render": 0, "send": 0, "uncertain": 1, "run": 0}
         db_session.commit()
         letter = _letter(db_session, letter_id)
         assert letter.status == LetterStatus.FAILED
@@ -165,7 +165,7 @@ def test_the_sweeper_requeues_a_letter_whose_job_was_lost(
         db_session.info.pop("aw_pending_jobs")  # Redis lost the render job
         db_session.commit()
         assert _letter(db_session, letter_id).status == LetterStatus.QUEUED
-        assert jobs.sweep_school(utcnow().isoformat()) == {"render": 0, "send": 0, "uncertain": 0}
+        assert jobs.sweep_school(utcnow().isoformat()) == {"render": 0, "send": 0, "uncertain": 0, "run": 0}
         later = (utcnow() + dt.timedelta(minutes=11)).isoformat()
         assert jobs.sweep_school(later)["render"] == 1
         db_session.commit()
@@ -175,6 +175,7 @@ def test_the_sweeper_requeues_a_letter_whose_job_was_lost(
             "render": 0,
             "send": 0,
             "uncertain": 0,
+            "run": 0,
         }
         db_session.commit()
         assert len(smtp_server.messages) == 1
