@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -254,3 +255,94 @@ def referrals_returned(session: Session, start: dt.date, end: dt.date) -> tuple[
         )
     )
     return int(total or 0), int(returned or 0)
+
+
+# -- the LA overview ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SchoolLine:
+    school: str
+    referrals: int
+    open: int
+    sent_back: int
+
+    @property
+    def sent_back_pct(self) -> float:
+        return 100.0 * self.sent_back / self.referrals if self.referrals else 0.0
+
+
+@dataclass(frozen=True)
+class Overview:
+    total: int
+    by_kind: list[tuple[str, int]]
+    by_status: list[tuple[str, int]]
+    schools: list[SchoolLine]
+    concluded: int
+    within_sla: int
+    median_working_days: float | None
+    overdue_now: int
+
+    @property
+    def within_sla_pct(self) -> float | None:
+        return 100.0 * self.within_sla / self.concluded if self.concluded else None
+
+
+def elapsed_working_days(received: ReceivedReferral) -> int | None:
+    """Working days from submission to the decision or decline, not counting days the clock was
+    paused waiting for the school; None while the referral is still open."""
+    if received.concluded_on is None:
+        return None
+    if received.concluded_on <= received.submitted_on:
+        return 0
+    days = cal.working_days(received.submitted_on + dt.timedelta(days=1), received.concluded_on)
+    return max(days - received.paused_working_days, 0)
+
+
+def overview(session: Session, today: dt.date) -> Overview:
+    """The LA's referrals by kind, status and school, and its service-level performance."""
+    rows = session.scalars(select(ReceivedReferral).order_by(ReceivedReferral.id)).all()
+    sent_back = set(
+        session.scalars(
+            select(ReferralMessage.received_id)
+            .where(ReferralMessage.received_id.is_not(None), ReferralMessage.requests_information.is_(True))
+            .distinct()
+        )
+    )
+    kinds: dict[str, int] = {}
+    statuses: dict[Status, int] = {}
+    schools: dict[int, list[ReceivedReferral]] = {}
+    for r in rows:
+        kinds[r.kind_label] = kinds.get(r.kind_label, 0) + 1
+        statuses[r.status] = statuses.get(r.status, 0) + 1
+        schools.setdefault(r.source_org_id, []).append(r)
+    finished = (Status.DECIDED, Status.CLOSED, Status.DECLINED)
+    lines = sorted(
+        (
+            SchoolLine(
+                school=group[-1].school_name,
+                referrals=len(group),
+                open=sum(r.status not in finished for r in group),
+                sent_back=sum(r.id in sent_back for r in group),
+            )
+            for group in schools.values()
+        ),
+        key=lambda line: (-line.referrals, line.school),
+    )
+    concluded = [r for r in rows if r.concluded_on is not None]
+    elapsed = sorted(d for r in concluded if (d := elapsed_working_days(r)) is not None)
+    return Overview(
+        total=len(rows),
+        by_kind=sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])),
+        by_status=[(s.value.replace("_", " ").capitalize(), statuses[s]) for s in Status if s in statuses],
+        schools=lines,
+        concluded=len(concluded),
+        within_sla=sum(r.concluded_on is not None and r.concluded_on <= r.due_on for r in concluded),
+        median_working_days=float(statistics.median(elapsed)) if elapsed else None,
+        overdue_now=sum(
+            r.status in (Status.SUBMITTED, Status.ACKNOWLEDGED, Status.ACCEPTED)
+            and r.paused_on is None
+            and r.due_on < today
+            for r in rows
+        ),
+    )

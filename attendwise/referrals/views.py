@@ -210,6 +210,12 @@ def queue() -> str:
     )
 
 
+@bp.get("/overview")
+@require_perm(Perm.REFERRALS_TRIAGE)
+def overview() -> str:
+    return render_template("referrals/overview.html", o=queries.overview(db.session(), _today()))
+
+
 def _la_page(received: ReceivedReferral, error: str = "", status: int = 200) -> tuple[str, int]:
     principal = _principal()
     audit.record(
@@ -471,3 +477,6 @@ def register(app: Flask) -> None:
     app.register_blueprint(bp)
     register_nav(endpoint="referrals.school_list", label="Referrals", perm=Perm.REFERRALS_SUBMIT, order=40)
     register_nav(endpoint="referrals.queue", label="Referral queue", perm=Perm.REFERRALS_TRIAGE, order=40)
+    register_nav(
+        endpoint="referrals.overview", label="Referral overview", perm=Perm.REFERRALS_TRIAGE, order=41
+    )
