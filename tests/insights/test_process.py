@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 
 import pytest
@@ -16,9 +17,11 @@ from attendwise.casework.models import ContactChannel, ContactOutcome, Task, Tas
 from attendwise.casework.queries import CaseHistory, open_case_for_pupil
 from attendwise.insights import process
 from attendwise.insights.process import SchoolActivity, gather, measure
+from attendwise.insights.services import schools_in_scope
 from attendwise.platform import tenancy
 from attendwise.tenants.models import Organisation
 from tests.casework.conftest import build_school
+from tests.insights.analysis_data import build_trust
 
 D = dt.date
 START, END = D(2026, 9, 1), D(2026, 12, 18)
@@ -147,3 +150,34 @@ def test_the_table_suppresses_small_counts_outside_the_school_only() -> None:
     assert school_out[column["Tasks overdue"]] == 7  # 5 or more: shown
     assert school_out[column["Letters"]] == 12
     assert school_out[column["Cases waiting for a first contact"]] == 0  # nothing to hide in a zero
+
+
+def test_the_process_page_shows_a_trusts_schools_with_small_groups_suppressed(
+    client, login, make_user, db_session: Session, make_trust, make_school
+) -> None:
+    trust = build_trust(db_session, make_trust, make_school)
+    login(make_user(trust, "trust_leader"))
+    page = client.get("/insights/process?period=term")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    table = html[html.index('data-testid="process-table"') :]
+    hill, vale = table.index("Hill Primary"), table.index("Vale Primary")
+    hill_cells = re.findall(r'<td class="[^"]*">([^<]*)</td>', table[hill:vale])
+    vale_cells = re.findall(r'<td class="[^"]*">([^<]*)</td>', table[vale:])
+    assert hill_cells[5] == "10"  # persistent absentees
+    assert vale_cells[5] == "x"  # 4 pupils: not shown outside the school
+    assert "Download this table" in html
+
+
+def test_a_school_sees_its_own_small_figures(
+    client, login, make_user, db_session: Session, make_trust, make_school
+) -> None:
+    trust = build_trust(db_session, make_trust, make_school)
+    with tenancy.system_context("test: the smaller school"):
+        vale = next(s for s in schools_in_scope(db_session, trust) if s.name == "Vale Primary")
+    login(make_user(vale, "senior_attendance_champion"))
+    html = client.get("/insights/process?period=term").get_data(as_text=True)
+    table = html[html.index('data-testid="process-table"') :]
+    cells = re.findall(r'<td class="[^"]*">([^<]*)</td>', table[table.index("Vale Primary") :])
+    assert cells[5] == "4"
+    assert "Hill Primary" not in html

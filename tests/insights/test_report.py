@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 from collections.abc import Callable
 
@@ -10,34 +9,18 @@ import pytest
 from pypdf import PdfReader
 from sqlalchemy.orm import Session
 
-from attendwise.casework.jobs import evaluate_on
 from attendwise.insights import report
 from attendwise.insights import services as insights_services
 from attendwise.platform import tenancy
 from attendwise.tenants.models import Organisation
-from tests.casework.conftest import build_school
-
-ON = dt.date(2026, 11, 20)
-FRIDAYS = [dt.date(2026, 9, 25), dt.date(2026, 10, 2), dt.date(2026, 10, 9), dt.date(2026, 11, 6)]
+from tests.insights.analysis_data import ON, build_trust, member_ids
 
 
 @pytest.fixture
 def trust_with_casework(
     db_session: Session, make_trust: Callable[..., Organisation], make_school: Callable[..., Organisation]
 ) -> Organisation:
-    trust = make_trust(name="Chalk Downs Learning Trust")
-    schools = [
-        build_school(db_session, make_school(trust=trust, name="Hill Primary"), pupils=30, absent_pupils=10),
-        build_school(
-            db_session, make_school(trust=trust, name="Vale Primary"), pupils=24, absent_pupils=4, estab=2002
-        ),
-    ]
-    for built in schools:
-        with tenancy.tenant_context(built.school.id):
-            for friday in FRIDAYS:
-                evaluate_on(db_session, built.school.id, friday)
-            insights_services.refresh(db_session, built.school.id, on=ON)
-    return trust
+    return build_trust(db_session, make_trust, make_school)
 
 
 def _text(pdf: bytes) -> str:
@@ -49,7 +32,7 @@ def test_the_report_holds_the_trusts_figures_charts_process_and_what_works(
     db_session: Session, trust_with_casework: Organisation
 ) -> None:
     trust = trust_with_casework
-    with tenancy.tenant_context(trust.id, read_org_ids=_member_ids(db_session, trust)):
+    with tenancy.tenant_context(trust.id, read_org_ids=member_ids(db_session, trust)):
         comparison = insights_services.comparison(db_session, trust.id, "term")
         merge = report.context(db_session, trust.id, period="term", today=ON)
         pdf = report.render_pdf(db_session, trust.id, period="term", today=ON)
@@ -81,7 +64,7 @@ def test_the_report_holds_the_trusts_figures_charts_process_and_what_works(
 
 def test_the_context_holds_only_plain_values(db_session: Session, trust_with_casework: Organisation) -> None:
     trust = trust_with_casework
-    with tenancy.tenant_context(trust.id, read_org_ids=_member_ids(db_session, trust)):
+    with tenancy.tenant_context(trust.id, read_org_ids=member_ids(db_session, trust)):
         merge = report.context(db_session, trust.id, period="term", today=ON)
 
     def plain(value: object) -> bool:
@@ -94,6 +77,27 @@ def test_the_context_holds_only_plain_values(db_session: Session, trust_with_cas
     assert plain(merge)
 
 
-def _member_ids(session: Session, trust: Organisation) -> set[int]:
-    with tenancy.system_context("test: the trust's member schools"):
-        return {s.id for s in insights_services.schools_in_scope(session, trust)}
+def test_a_trust_leader_downloads_the_report_and_school_staff_cannot(
+    client, login, make_user, db_session: Session, trust_with_casework: Organisation
+) -> None:
+    login(make_user(trust_with_casework, "trust_leader"))
+    response = client.get("/insights/governors-report.pdf?period=term")
+    assert response.status_code == 200
+    assert response.mimetype == "application/pdf"
+    assert 'filename="governors-report-term.pdf"' in response.headers["Content-Disposition"]
+    text = _text(response.data)
+    assert "Attendance report for governors: Chalk Downs Learning Trust" in text
+    assert "Hill Primary" in text
+
+
+def test_school_staff_without_the_insights_permission_get_no_report(
+    client, login, make_user, db_session: Session, trust_with_casework: Organisation
+) -> None:
+    school_id = min(member_ids(db_session, trust_with_casework))
+    with tenancy.system_context("test: a member school"):
+        school = db_session.get(Organisation, school_id)
+    assert school is not None
+    login(make_user(school, "school_staff"))
+    assert client.get("/insights/governors-report.pdf").status_code == 403
+    assert client.get("/insights/process").status_code == 403
+    assert client.get("/insights/what-works?format=csv").status_code == 403

@@ -14,6 +14,7 @@ from attendwise.insights.what_works import CAVEAT, Step, WeeklySeries, analyse, 
 from attendwise.platform import tenancy
 from attendwise.tenants.models import Organisation
 from tests.casework.conftest import build_school
+from tests.insights.analysis_data import build_trust
 
 FIRST_MONDAY = dt.date(2026, 9, 7)
 WEEKS = 30
@@ -185,3 +186,17 @@ def test_gather_turns_a_schools_stage_moves_and_done_tasks_into_steps(
     stage_steps = [s for s in steps if s.key.startswith("stage:")]
     assert {s.pupil_id for s in stage_steps} == set(series.pupil_ids[:4])
     assert all(s.label.startswith("Stage ") for s in stage_steps)
+
+
+def test_the_what_works_page_shows_the_caveat_and_the_table(
+    client, login, make_user, db_session: Session, make_trust, make_school
+) -> None:
+    trust = build_trust(db_session, make_trust, make_school)
+    login(make_user(trust, "trust_leader"))
+    page = client.get("/insights/what-works?period=term")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "does not show that the step caused the change" in html
+    assert 'data-testid="what-works-table"' in html
+    assert "Stage 1 (Persistent absence identified)" in html
+    assert "Too few pupils to rely on" in html

@@ -1,0 +1,120 @@
+"""Pages of the insights analysis: process measures, what works, exports and the governors' report.
+
+:func:`register` adds these routes to the insights blueprint (:mod:`attendwise.insights.views`).
+Every page covers the signed-in user's own organisation: a trust's or an LA's schools, or the
+school itself, with the same permission as the dashboards (``insights:read``) and the same
+small-group suppression outside the school. Each table downloads as CSV or XLSX with
+``?format=csv`` or ``?format=xlsx`` (formula-injection safe, :mod:`attendwise.insights.exports`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Blueprint, Response, abort, render_template, request
+
+from attendwise.insights import exports, process, report, what_works
+from attendwise.insights import services as insights_services
+from attendwise.letters.render import LetterTemplateError, RenderError
+from attendwise.platform.auth import current_principal, require_perm
+from attendwise.platform.db import db
+from attendwise.tenants.models import OrgKind
+from attendwise.tenants.roles import Perm
+
+FORMATS: dict[str, tuple[Callable[[exports.Table], bytes], str, str]] = {
+    "csv": (exports.to_csv, exports.CSV_MIME, "csv"),
+    "xlsx": (exports.to_xlsx, exports.XLSX_MIME, "xlsx"),
+}
+ORG_KINDS = (OrgKind.SCHOOL, OrgKind.TRUST, OrgKind.LA)
+
+
+def _scope_id() -> int:
+    principal = current_principal()
+    org = principal.organisation if principal is not None else None
+    if org is None or org.kind not in ORG_KINDS:
+        abort(404)
+    return org.id
+
+
+def _period(default: str = insights_services.DEFAULT_PERIOD) -> str:
+    period = request.args.get("period", default)
+    return period if period in insights_services.PERIODS else default
+
+
+def _comparison(period: str) -> insights_services.Comparison:
+    try:
+        return insights_services.comparison(db.session(), _scope_id(), period)
+    except insights_services.NotVisible:
+        abort(404)
+
+
+def _download(table: exports.Table) -> Response | None:
+    """The table as a file when ``?format=`` asks for one; ``None`` for the page itself."""
+    wanted = request.args.get("format", "")
+    if not wanted:
+        return None
+    if wanted not in FORMATS:
+        abort(400, description=f"format: choose csv or xlsx, not {wanted[:20]!r}")
+    write, mime, extension = FORMATS[wanted]
+    return Response(
+        write(table),
+        mimetype=mime,
+        headers={"Content-Disposition": f'attachment; filename="{exports.filename(table.title, extension)}"'},
+    )
+
+
+def process_page() -> str | Response:
+    comparison = _comparison(_period())
+    rows = process.for_comparison(db.session(), comparison)
+    table = process.table(
+        rows,
+        suppress=comparison.suppressed_outside_school,
+        title=f"Process measures: {comparison.scope_name}",
+    )
+    return _download(table) or render_template(
+        "insights/analysis/process.html",
+        comparison=comparison,
+        periods=insights_services.PERIODS,
+        table=table,
+    )
+
+
+def what_works_page() -> str | Response:
+    comparison = _comparison(_period())
+    results = what_works.for_comparison(db.session(), comparison)
+    suppress = comparison.suppressed_outside_school
+    table = what_works.table(results, suppress=suppress, title=f"What works: {comparison.scope_name}")
+    summaries = [r.summary for r in results if not suppress or min(r.treated, r.comparison) >= 5]
+    return _download(table) or render_template(
+        "insights/analysis/what_works.html",
+        comparison=comparison,
+        periods=insights_services.PERIODS,
+        table=table,
+        summaries=summaries,
+        caveat=what_works.CAVEAT,
+        weeks=what_works.DEFAULT_WEEKS,
+    )
+
+
+def governors_report() -> Response:
+    scope_id = _scope_id()
+    period = _period("term")
+    try:
+        pdf = report.render_pdf(db.session(), scope_id, period=period)
+    except insights_services.NotVisible:
+        abort(404)
+    except (LetterTemplateError, RenderError) as exc:
+        abort(503, description=f"the governors' report could not be made: {exc}")
+    return Response(
+        pdf,
+        mimetype="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="governors-report-{period}.pdf"'},
+    )
+
+
+def register(bp: Blueprint) -> None:
+    """Add the analysis routes to the insights blueprint (before it is registered on the app)."""
+    guard = require_perm(Perm.INSIGHTS_READ)
+    bp.add_url_rule("/process", "process", guard(process_page), methods=["GET"])
+    bp.add_url_rule("/what-works", "what_works", guard(what_works_page), methods=["GET"])
+    bp.add_url_rule("/governors-report.pdf", "governors_report", guard(governors_report), methods=["GET"])
