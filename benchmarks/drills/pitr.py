@@ -264,7 +264,8 @@ def main() -> None:
         f"attendwise db check: exit {check.returncode} on the restore, {schema_on_primary.returncode} on the "
         "primary (the same answer: the restore has the primary's schema)"
         if check.returncode == schema_on_primary.returncode
-        else f"attendwise db check differs: restore {check.stderr[-300:]}, primary {schema_on_primary.stderr[-300:]}"
+        else f"attendwise db check differs: restore {check.stderr[-300:]}, "
+        f"primary {schema_on_primary.stderr[-300:]}"
     )
     if not matches or audit.returncode or check.returncode != schema_on_primary.returncode:
         raise SystemExit(1)
