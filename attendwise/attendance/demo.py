@@ -1,24 +1,39 @@
-"""Demo pupils, families and an autumn term of marks for the five demo schools.
+"""Demo pupils, families and an autumn term of marks for the five demo schools, imported as a
+real school's would be: from the files its MIS exports.
 
-Everything goes through the same services an MIS import uses. The data are deterministic
-(seeded random): most pupils attend 95-100%, about one in six is persistently absent, a few
-are severely absent; there are lates, some term-time holidays (G), and N marks that the
-"MIS" later corrects to I or O, so pupils have mark history. Families have children in more
-than one school, so the household links show siblings across the LA.
+The data are deterministic (seeded random): most pupils attend 95-100%, about one in six is
+persistently absent, a few are severely absent; there are lates, some term-time holidays (G),
+and N marks that the MIS later corrects to I or O, so pupils have mark history. Families have
+children in more than one school, so the household links show siblings across the LA.
+
+Each school's data goes through the import paths a school uses (``integrations.services``),
+from files written under ``<data dir>/demo-imports/`` that ``attendwise import`` also reads:
+
+* the primaries export a Common Transfer File (CTF 25) with pupils, contacts and marks, and
+  later a partial CTF of the pupils whose unexplained absences the MIS has since corrected;
+* the secondary exports a CTF for pupils and families, its student list as CSV (for forms and
+  the child-in-need flag, which a CTF does not carry), and its marks as CSV with minutes late,
+  both read through the school's saved column mappings, then a CSV of the corrections.
 """
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import random
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from flask import current_app
 from sqlalchemy.orm import Session
 from stdnum.gb import upn as stdnum_upn
 
 from attendwise.attendance import services
 from attendwise.attendance.calendar import HALF_TERM_NAMES
+from attendwise.integrations import csv_import, ctf, ctf_writer
+from attendwise.integrations import services as imports
 from attendwise.platform import tenancy
 from attendwise.platform.demo import DemoOrgs
 from attendwise.tenants.models import Organisation
@@ -29,6 +44,9 @@ MARKS_TO = dt.date(2026, 11, 20)
 CORRECTED_BY = dt.date(2026, 11, 16)  # N marks before this were later explained; later ones still N
 ACADEMIC_YEAR = 2026
 PUPILS_PER_SCHOOL = {"Secondary": 200, "Primary": 140}
+EXPORTED_AT = dt.datetime(2026, 11, 20, 16, 30)  # noqa: DTZ001 - a CTF states local time, no zone
+CORRECTED_AT = dt.datetime(2026, 11, 23, 8, 15)  # noqa: DTZ001
+SEN_PROVISION = {"sen_support": "K", "ehcp": "E"}
 
 HALF_TERMS = tuple(
     services.HalfTermRecord(name, dt.date.fromisoformat(start), dt.date.fromisoformat(end))
@@ -40,6 +58,30 @@ HALF_TERMS = tuple(
     )
 )
 INSET_DAYS = (dt.date(2027, 1, 4), dt.date(2027, 7, 21))
+
+# The secondary's MIS exports: its column headers, saved as the school's CSV mappings.
+PUPIL_COLUMNS = {
+    "upn": "UPN",
+    "legal_forename": "Legal Forename",
+    "legal_surname": "Legal Surname",
+    "preferred_forename": "Preferred Forename",
+    "date_of_birth": "DOB",
+    "year_group": "Year",
+    "sex": "Gender",
+    "registration_group": "Reg Group",
+    "sen_status": "SEN Provision",
+    "fsm": "FSM Eligible",
+    "eal": "EAL",
+    "looked_after": "In Care",
+    "child_in_need": "CIN",
+}
+MARK_COLUMNS = {
+    "upn": "UPN",
+    "date": "Date",
+    "session": "Session",
+    "code": "Mark",
+    "minutes_late": "Minutes Late",
+}
 
 
 def _words(text: str, sep: str | None = None) -> tuple[str, ...]:
@@ -65,7 +107,7 @@ SURNAMES = _words(
 )
 STREETS = _words("Church Lane|High Street|Mill Road|Station Road|Orchard Close|The Green|Manor Way", "|")
 TOWNS = (("Spetisbury", "DT11"), ("Blandford Forum", "DT11"), ("Wimborne", "BH21"), ("Shaftesbury", "SP7"))
-LANGUAGES = ("Polish", "Urdu", "Bengali", "Arabic", "Romanian")
+LANGUAGES = {"Polish": "POL", "Urdu": "URD", "Bengali": "BEN", "Arabic": "ARA", "Romanian": "RUM"}
 
 
 @dataclass
@@ -82,6 +124,14 @@ class Family:
     key: str = ""
     children: list[tuple[Organisation, str]] = field(default_factory=list)  # (school, UPN)
 
+    @property
+    def address(self) -> ctf_writer.Address:
+        return ctf_writer.Address(str(self.house), self.street, self.town[0], self.postcode)
+
+
+Marks = dict[str, dict[tuple[dt.date, str], tuple[str, int | None]]]
+"""UPN -> (date, session) -> (code, minutes late)."""
+
 
 def seed(session: Session, demo: DemoOrgs) -> None:
     rng = random.Random(SEED)
@@ -91,6 +141,7 @@ def seed(session: Session, demo: DemoOrgs) -> None:
     targets = {i: PUPILS_PER_SCHOOL[s.phase or "Primary"] - 10 * (i % 3) for i, s in enumerate(schools)}
     pupils: dict[int, list[services.PupilRecord]] = {i: [] for i in range(len(schools))}
     families: list[Family] = []
+    family_of: dict[str, Family] = {}
     serials = dict.fromkeys(range(len(schools)), 0)
 
     while any(len(pupils[i]) < targets[i] for i in pupils):
@@ -105,9 +156,12 @@ def seed(session: Session, demo: DemoOrgs) -> None:
             record = _pupil(rng, schools[index], serials[index], family, year)
             pupils[index].append(record)
             family.children.append((schools[index], record.upn))
+            family_of[record.upn] = family
         if family.children:
             families.append(family)
 
+    folder = Path(current_app.config["DATA_DIR"]) / "demo-imports"
+    folder.mkdir(parents=True, exist_ok=True)
     for index, school in enumerate(schools):
         with tenancy.tenant_context(school.id):
             services.set_school_calendar(
@@ -117,11 +171,172 @@ def seed(session: Session, demo: DemoOrgs) -> None:
                 HALF_TERMS,
                 [services.ClosureRecord(day, "inset", "Staff training day") for day in INSET_DAYS],
             )
-            services.upsert_pupils(session, school.id, pupils[index])
-            services.upsert_contacts(session, school.id, list(_contacts(rng, families, school)))
-            first, corrections = _marks(rng, session, school, pupils[index])
-            services.store_marks(session, school.id, first, "mis")
-            services.store_marks(session, school.id, corrections, "mis")
+            contacts = _contacts(rng, families, school)
+            first, corrected = _marks(rng, session, school, pupils[index])
+        exports = _Exports(session, school, folder, pupils[index], family_of, contacts)
+        if index == secondary:
+            exports.csv_school(first, corrected)
+        else:
+            exports.ctf_school(first, corrected)
+
+
+class _Exports:
+    """One school's MIS export files, written to disk and imported as the school would."""
+
+    def __init__(
+        self,
+        session: Session,
+        school: Organisation,
+        folder: Path,
+        pupils: list[services.PupilRecord],
+        family_of: dict[str, Family],
+        contacts: dict[str, tuple[ctf_writer.Contact, ...]],
+    ) -> None:
+        self.session = session
+        self.school = school
+        self.folder = folder
+        self.pupils = pupils
+        self.family_of = family_of
+        self.contacts = contacts
+        self.stem = f"{school.urn}-{(school.name or 'school').split()[0].lower()}"
+
+    def ctf_school(self, first: Marks, corrected: Marks) -> None:
+        """Pupils, contacts and marks in a CTF; then a partial CTF of the pupils whose marks
+        the MIS has since corrected."""
+        self._ctf(f"{self.stem}-{EXPORTED_AT:%Y%m%d}.xml", self.pupils, first, EXPORTED_AT)
+        changed = [p for p in self.pupils if corrected[p.upn] != first[p.upn]]
+        self._ctf(
+            f"{self.stem}-corrected-{CORRECTED_AT:%Y%m%d}.xml", changed, corrected, CORRECTED_AT, "partial"
+        )
+
+    def csv_school(self, first: Marks, corrected: Marks) -> None:
+        """Pupils and families by CTF, the student list and marks as CSV through saved mappings."""
+        self._ctf(f"{self.stem}-pupils-{EXPORTED_AT:%Y%m%d}.xml", self.pupils, None, EXPORTED_AT)
+        with tenancy.tenant_context(self.school.id):
+            imports.save_mapping(self.session, self.school.id, "pupils", PUPIL_COLUMNS)
+            imports.save_mapping(self.session, self.school.id, "marks", MARK_COLUMNS)
+        self._csv(f"{self.stem}-students-{EXPORTED_AT:%Y%m%d}.csv", "pupils", self._student_list())
+        self._csv(f"{self.stem}-marks-{EXPORTED_AT:%Y%m%d}.csv", "marks", _marks_csv(first))
+        changes = {
+            upn: {slot: mark for slot, mark in slots.items() if first[upn].get(slot) != mark}
+            for upn, slots in corrected.items()
+        }
+        self._csv(f"{self.stem}-marks-{CORRECTED_AT:%Y%m%d}.csv", "marks", _marks_csv(changes))
+
+    def _write(self, name: str, data: bytes) -> Path:
+        path = self.folder / name
+        path.write_bytes(data)
+        return path
+
+    def _ctf(
+        self,
+        name: str,
+        pupils: list[services.PupilRecord],
+        marks: Marks | None,
+        when: dt.datetime,
+        qualifier: str = "full",
+    ) -> None:
+        laestab = self.school.laestab or "8350000"
+        data = ctf_writer.write(
+            [self._ctf_pupil(record, marks) for record in pupils],
+            lea=laestab[:3],
+            estab=laestab[3:],
+            school_name=self.school.name or "",
+            academic_year=str(ACADEMIC_YEAR),
+            generated_at=when,
+            supplier="ATTENDWISE-DEMO",
+            qualifier=qualifier,
+        )
+        parsed = ctf.parse(ctf.read_limited(self._write(name, data), ctf.DEFAULT_MAX_BYTES))
+        self._import("ctf", name, lambda: imports.import_ctf(self.session, self.school, parsed))
+
+    def _csv(self, name: str, kind: str, data: bytes) -> None:
+        path = self._write(name, data)
+
+        def work() -> imports.Outcome:
+            mapping = imports.saved_mapping(self.session, self.school.id, kind)
+            parsed = csv_import.parse(ctf.read_limited(path, ctf.DEFAULT_MAX_BYTES), kind, mapping)
+            return imports.import_csv(self.session, self.school, parsed)
+
+        self._import(f"csv-{kind}", name, work)
+
+    def _import(self, connector: str, name: str, work: Callable[[], imports.Outcome]) -> None:
+        run = imports.run_import(self.session, self.school, connector=connector, source=name, work=work)
+        with tenancy.tenant_context(self.school.id):
+            problems = [f"{r.location}: {r.reason}" for r in run.rejections[:5]]
+        if problems:
+            raise RuntimeError(f"demo file {name} was not imported cleanly: {'; '.join(problems)}")
+
+    def _ctf_pupil(self, record: services.PupilRecord, marks: Marks | None) -> ctf_writer.Pupil:
+        family = self.family_of[record.upn]
+        laestab = self.school.laestab or "8350000"
+        attendance: tuple[ctf_writer.Attendance, ...] = ()
+        if marks is not None:
+            attendance = (
+                ctf_writer.Attendance(
+                    year=str(ACADEMIC_YEAR),
+                    lea=laestab[:3],
+                    estab=laestab[3:],
+                    school_name=self.school.name or "",
+                    start=MARKS_FROM,
+                    end=MARKS_TO,
+                    marks={slot: code for slot, (code, _minutes) in marks[record.upn].items()},
+                ),
+            )
+        return ctf_writer.Pupil(
+            upn=record.upn,
+            surname=record.legal_surname,
+            forename=record.legal_forename,
+            date_of_birth=record.date_of_birth,
+            sex=record.sex,
+            nc_year=record.year_group,
+            preferred_forename=record.preferred_forename,
+            first_language=LANGUAGES.get(family.language or "", "ENG"),
+            fsm_start=dt.date(ACADEMIC_YEAR - 1, 9, 1) if record.fsm else None,
+            sen_provision=SEN_PROVISION.get(record.sen_status),
+            sen_start=dt.date(ACADEMIC_YEAR - 1, 9, 1),
+            in_care=record.looked_after,
+            address=family.address,
+            contacts=self.contacts.get(record.upn, ()),
+            attendance=attendance,
+        )
+
+    def _student_list(self) -> bytes:
+        def yes(flag: bool) -> str:
+            return "Yes" if flag else "No"
+
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(PUPIL_COLUMNS.values())
+        for p in self.pupils:
+            writer.writerow(
+                (
+                    p.upn,
+                    p.legal_forename,
+                    p.legal_surname,
+                    p.preferred_forename or "",
+                    f"{p.date_of_birth:%d/%m/%Y}",
+                    p.year_group,
+                    p.sex,
+                    p.registration_group or "",
+                    {"none": "N", **SEN_PROVISION}[p.sen_status],
+                    yes(p.fsm),
+                    yes(p.eal),
+                    yes(p.looked_after),
+                    yes(p.child_in_need),
+                )
+            )
+        return out.getvalue().encode("utf-8")
+
+
+def _marks_csv(marks: Marks) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(MARK_COLUMNS.values())
+    for upn, slots in marks.items():
+        for (day, session_name), (code, minutes) in sorted(slots.items()):
+            writer.writerow((upn, f"{day:%d/%m/%Y}", session_name, code, "" if minutes is None else minutes))
+    return out.getvalue().encode("utf-8")
 
 
 def _family(rng: random.Random, primary_school: int) -> Family:
@@ -136,7 +351,7 @@ def _family(rng: random.Random, primary_school: int) -> Family:
         postcode=postcode,
         mother=rng.choice(ADULTS_F),
         father=rng.choice(ADULTS_M) if rng.random() < 0.7 else None,
-        language=rng.choice(LANGUAGES) if rng.random() < 0.1 else None,
+        language=rng.choice(tuple(LANGUAGES)) if rng.random() < 0.1 else None,
         primary_school=primary_school,
     )
 
@@ -171,68 +386,68 @@ def _pupil(
         eal=family.language is not None,
         looked_after=rng.random() < 0.01,
         child_in_need=rng.random() < 0.03,
-        source="demo",
-        external_id=f"{school.urn}-{serial}",
-        enrolments=(services.EnrolmentRecord(dt.date(2026 - (0 if year == "R" else 1), 9, 1)),),
     )
 
 
 def _contacts(
     rng: random.Random, families: list[Family], school: Organisation
-) -> Iterator[services.ContactRecord]:
+) -> dict[str, tuple[ctf_writer.Contact, ...]]:
+    """Each pupil's parents at this school, as the school's MIS records them."""
+    found: dict[str, tuple[ctf_writer.Contact, ...]] = {}
     for family in families:
         here = [upn for org, upn in family.children if org.id == school.id]
         if not here:
             continue
-        address = (f"{family.house} {family.street}", family.town[0])
         slug = f"{family.mother.lower()}.{family.surname.lower()}{family.house}"
-        yield services.ContactRecord(
-            forename=family.mother,
-            surname=family.surname,
-            title="Mrs" if rng.random() < 0.5 else "Ms",
-            preferred_language=family.language or "English",
-            address_lines=address,
-            postcode=family.postcode,
-            phones=(("mobile", f"07700 9{family.house:03d}{len(family.surname):02d}"),),
-            emails=(f"{slug}@example.test",),
-            source="demo",
-            external_id=f"{family.key}-mother",
-            links=tuple(
-                services.ContactLink(upn, "Mother", parental_responsibility=True, lives_with_pupil=True)
-                for upn in here
-            ),
-        )
+        parents = [
+            ctf_writer.Contact(
+                order=1,
+                title="Mrs" if rng.random() < 0.5 else "Ms",
+                forename=family.mother,
+                surname=family.surname,
+                relationship="Mother",
+                responsibility=True,
+                address_as_pupil=True,
+                phones=(("M", f"07700 9{family.house:03d}{len(family.surname):02d}"),),
+                email=f"{slug}@example.test",
+            )
+        ]
         if family.father:
             lives_with = rng.random() < 0.75
-            yield services.ContactRecord(
-                forename=family.father,
-                surname=family.surname,
-                title="Mr",
-                preferred_language=family.language or "English",
-                address_lines=address
+            elsewhere = (
+                None
                 if lives_with
-                else (f"{rng.randint(1, 90)} {rng.choice(STREETS)}", "Poole"),
-                postcode=family.postcode if lives_with else f"BH15 {rng.randint(1, 9)}AA",
-                phones=(("mobile", f"07700 8{family.house:03d}{len(family.surname):02d}"),),
-                source="demo",
-                external_id=f"{family.key}-father",
-                links=tuple(
-                    services.ContactLink(
-                        upn, "Father", parental_responsibility=True, lives_with_pupil=lives_with, priority=2
-                    )
-                    for upn in here
-                ),
+                else ctf_writer.Address(
+                    str(rng.randint(1, 90)), rng.choice(STREETS), "Poole", f"BH15 {rng.randint(1, 9)}AA"
+                )
             )
+            parents.append(
+                ctf_writer.Contact(
+                    order=2,
+                    title="Mr",
+                    forename=family.father,
+                    surname=family.surname,
+                    relationship="Father",
+                    responsibility=True,
+                    address_as_pupil=lives_with,
+                    address=elsewhere,
+                    phones=(("M", f"07700 8{family.house:03d}{len(family.surname):02d}"),),
+                )
+            )
+        for upn in here:
+            found[upn] = tuple(parents)
+    return found
 
 
 def _marks(
     rng: random.Random, session: Session, school: Organisation, pupils: list[services.PupilRecord]
-) -> tuple[list[services.MarkRow], list[services.MarkRow]]:
-    """The marks as the MIS first sent them, and the later corrections (N -> I or O)."""
+) -> tuple[Marks, Marks]:
+    """The marks as the MIS first exported them, and as it exported them after the corrections
+    (unexplained absences before :data:`CORRECTED_BY` explained as I or O)."""
     calendar = services.school_calendar(session, school.id, ACADEMIC_YEAR)
     days = calendar.school_days(MARKS_FROM, MARKS_TO)
-    first: list[services.MarkRow] = []
-    corrections: list[services.MarkRow] = []
+    first: Marks = {}
+    corrected: Marks = {}
     trip_day = rng.choice(days[10:40])
     for record in pupils:
         profile = rng.choices(("regular", "persistent", "severe"), weights=(83, 14, 3))[0]
@@ -243,6 +458,8 @@ def _marks(
         if rng.random() < 0.04:
             start = rng.choice(range(len(days) - 5))
             holiday = set(days[start : start + rng.randint(3, 5)])
+        sent = first[record.upn] = {}
+        later = corrected[record.upn] = {}
         for day in days:
             codes = _day_codes(
                 rng,
@@ -253,12 +470,12 @@ def _marks(
                 trip_day=trip_day,
                 year_group=record.year_group,
             )
-            for session_name, (code, later) in zip(("AM", "PM"), codes, strict=True):
+            for session_name, (code, explained) in zip(("AM", "PM"), codes, strict=True):
                 minutes = rng.randint(3, 25) if code == "L" else rng.randint(31, 60) if code == "U" else None
-                first.append(services.MarkRow(record.upn, day, session_name, code, minutes))
-                if later and day < CORRECTED_BY:
-                    corrections.append(services.MarkRow(record.upn, day, session_name, later))
-    return first, corrections
+                sent[day, session_name] = (code, minutes)
+                fixed = explained is not None and day < CORRECTED_BY
+                later[day, session_name] = (explained, None) if fixed and explained else (code, minutes)
+    return first, corrected
 
 
 def _day_codes(

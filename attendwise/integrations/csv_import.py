@@ -148,18 +148,31 @@ def _marks(result: CsvFile, text: str, mapping: Mapping[str, str]) -> None:
     by_pupil: dict[str, list[MarkRow]] = {}
     bad_rows: dict[str, list[int]] = {}
     seen: dict[tuple[str, dt.date, str], tuple[int, str]] = {}
+    # A year of marks repeats each UPN, date and code thousands of times: check each once.
+    upns: dict[str, tuple[str, bool] | str] = {}
+    days: dict[str, dt.date | None] = {}
+    validity: dict[tuple[str, dt.date], str | None] = {}
     for number, cell in _rows(text, "marks", mapping, result.problems):
         where = f"row {number}"
         before = len(result.problems)
         upn, temporary = cell["upn"], False
-        try:
-            upn, temporary = attendance.check_upn(cell["upn"])
-        except ValueError as exc:
-            result.problems.append(Problem(f"{where}, column {_column('upn', mapping)}", str(exc)))
-        day: dt.date | None = None
-        try:
-            day = _date(cell["date"])
-        except ValueError:
+        checked = upns.get(cell["upn"])
+        if checked is None:
+            try:
+                checked = upns[cell["upn"]] = attendance.check_upn(cell["upn"])
+            except ValueError as exc:
+                checked = upns[cell["upn"]] = str(exc)
+        if isinstance(checked, str):
+            result.problems.append(Problem(f"{where}, column {_column('upn', mapping)}", checked))
+        else:
+            upn, temporary = checked
+        if cell["date"] not in days:
+            try:
+                days[cell["date"]] = _date(cell["date"])
+            except ValueError:
+                days[cell["date"]] = None
+        day = days[cell["date"]]
+        if day is None:
             result.problems.append(
                 Problem(
                     f"{where}, column {_column('date', mapping)}",
@@ -183,8 +196,11 @@ def _marks(result: CsvFile, text: str, mapping: Mapping[str, str]) -> None:
                     f"{cell['code']!r} is not a DfE attendance code",
                 )
             )
-        elif day is not None and (why := known.validity_problem(day)):
-            result.problems.append(Problem(f"{where}, column {_column('code', mapping)}", why))
+        elif day is not None:
+            if (code, day) not in validity:
+                validity[code, day] = known.validity_problem(day)
+            if why := validity[code, day]:
+                result.problems.append(Problem(f"{where}, column {_column('code', mapping)}", why))
         minutes: int | None = None
         raw_minutes = cell.get("minutes_late", "")
         if raw_minutes:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,11 +262,20 @@ def _path_name(el: Element | None) -> str:
     return _name(el) if el is not None else ""
 
 
+_CHILDREN: weakref.WeakKeyDictionary[Element, dict[str, list[Element]]] = weakref.WeakKeyDictionary()
+
+
 def _children(el: Element | None, name: str) -> list[Element]:
+    """``el``'s children named ``name`` (any case); each element's children are indexed once."""
     if el is None:
         return []
-    wanted = name.lower()
-    return [c for c in el if _name(c).lower() == wanted]
+    index = _CHILDREN.get(el)
+    if index is None:
+        index = {}
+        for child in el:
+            index.setdefault(_name(child).lower(), []).append(child)
+        _CHILDREN[el] = index
+    return index.get(name.lower(), [])
 
 
 def _child(el: Element | None, *names: str) -> Element | None:
