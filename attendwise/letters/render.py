@@ -276,6 +276,11 @@ class Renderer:
                 raise RenderError(payload)
             return bytes(payload)
 
+    @property
+    def pid(self) -> int | None:
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
+
     def close(self) -> None:
         process, self._process = self._process, None
         if process is None:
@@ -335,6 +340,10 @@ class RendererPool:
                 yield _outcome(pending.pop(0))
         for future in pending:
             yield _outcome(future)
+
+    def pids(self) -> list[int]:
+        """The process ids of the children running now (for monitoring and the benchmark)."""
+        return [child.pid for child in self._children if child.pid is not None]
 
     def close(self) -> None:
         with self._lock:

@@ -43,6 +43,22 @@ from attendwise.tenants.roles import Perm
 bp = Blueprint("letters", __name__, template_folder="templates")
 
 LINK_MAX_AGE = 30 * 24 * 3600  # seconds a parent's emailed link works
+STATUS_LABELS = {
+    "queued": "Being made",
+    "rendering": "Being made",
+    "sending": "Sending",
+    "retry": "Sending",
+    "sent": "Emailed",
+    "posted": "Posted",
+    "failed": "Failed",
+}
+
+
+def status_label(letter: Letter) -> str:
+    """A letter's status in the words the bulk-run pages use."""
+    if letter.status == LetterStatus.RENDERED:
+        return "Ready to email" if letter.channel == "email" else "Ready to print"
+    return STATUS_LABELS.get(letter.status, letter.status)
 
 
 def _org_id() -> int:
@@ -309,6 +325,7 @@ def week() -> Any:
         monday=monday,
         sunday=sunday,
         ready=sum(1 for row in rows if row.problem is None),
+        status_label=status_label,
     )
 
 
@@ -359,6 +376,7 @@ def _run_view(run: LetterRun) -> dict[str, Any]:
         "emails_waiting": sum(1 for letter in emails if letter.status in ("rendered", "retry")),
         "emails_sent": sum(1 for letter in emails if letter.status == "sent"),
         "percent": int(100 * run.done / run.total) if run.total else 100,
+        "status_label": status_label,
     }
 
 

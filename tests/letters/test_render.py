@@ -203,3 +203,61 @@ def test_a_render_over_its_memory_limit_fails_cleanly() -> None:
             tight.render(html, render.letter_css(), {})
     finally:
         tight.close()
+
+
+@pytest.mark.parametrize("key", preset_letter_keys())
+def test_every_default_letter_fits_on_one_page_with_logo_signature_and_a_message(
+    key: str, tmp_path: Path
+) -> None:
+    blank = render.render_pdf(render.render_html(render.default_source("dothill-reminder"), context.sample()))
+    image = to_png(blank, tmp_path, "image").read_bytes()
+    merge = context.sample(
+        school={"logo": True, "signature": True},
+        message="Please bring this letter with you to the meeting, or telephone the office to rearrange.",
+    )
+    pdf = render.render_pdf(
+        render.render_html(render.default_source(key), merge),
+        {"logo": (image, "image/png"), "signature": (image, "image/png")},
+    )
+    reader = PdfReader(io.BytesIO(pdf))
+    assert len(reader.pages) == 1, f"{key} runs to {len(reader.pages)} pages"
+    text = pdf_text(pdf)
+    assert "Yours sincerely" in text
+    assert "Please bring this letter with you" in text
+    assert len(reader.pages[0].images) == 2
+
+
+def test_a_render_pool_uses_every_child_reuses_them_and_keeps_one_bad_letter_to_itself(
+    tripwire: Tripwire,
+) -> None:
+    pool = render.RendererPool(2)
+    html = render.render_html(render.default_source("dothill-reminder"), context.sample())
+    names = [f"Pupil number {n}" for n in range(6)]
+    letters = [html.replace("Sam Example", name) for name in names]
+    hostile = f'<html><body><img src="http://127.0.0.1:{tripwire.port}/x.png"></body></html>'
+    try:
+        results = list(pool.render_many(iter([(h, {}) for h in [*letters[:3], hostile, *letters[3:]]])))
+        assert isinstance(results[3], render.RenderError)
+        assert "refused to fetch" in str(results[3])
+        good = [r for n, r in enumerate(results) if n != 3]
+        assert all(isinstance(r, bytes) for r in good)
+        assert [names[n] in pdf_text(r) for n, r in enumerate(good)] == [True] * 6
+        pids = set(pool.pids())
+        assert len(pids) == 2, "both children rendered"
+        list(pool.render_many(iter([(h, {}) for h in letters])))
+        assert set(pool.pids()) == pids
+    finally:
+        pool.close()
+
+
+def test_a_pool_child_over_its_time_limit_is_replaced_and_the_others_carry_on() -> None:
+    pool = render.RendererPool(2, timeout=0.001)
+    html = render.render_html(render.default_source("dothill-reminder"), context.sample())
+    try:
+        results = list(pool.render_many(iter([(html, {})] * 2)))
+        assert all(isinstance(r, render.RenderError) and "longer than" in str(r) for r in results)
+        for child in pool._children:
+            child.timeout = 60
+        assert all(isinstance(r, bytes) for r in pool.render_many(iter([(html, {})] * 3)))
+    finally:
+        pool.close()
