@@ -1,0 +1,121 @@
+"""Storing a school's marks set-based: shuffled repeats, who changed, minutes late, racing writers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.orm.exc import StaleDataError
+
+from attendwise.attendance import marks_codec, services
+from attendwise.attendance.codes import encode
+from attendwise.attendance.models import MarkChange, Pupil, PupilMarkYear
+from attendwise.platform import tenancy
+from tests.attendance.records import HALF_TERMS_2026, make_upn, pupil
+
+MON = dt.date(2026, 9, 7)
+WEEK = [MON + dt.timedelta(days=d) for d in range(5)]
+
+
+@pytest.fixture
+def school(db_session, make_school):
+    org = make_school()
+    with tenancy.tenant_context(org.id):
+        services.set_school_calendar(db_session, org.id, 2026, HALF_TERMS_2026)
+        services.upsert_pupils(db_session, org.id, [pupil(n) for n in range(1, 6)])
+    return org
+
+
+def _store(db_session, org, rows, source="mis"):
+    with tenancy.tenant_context(org.id):
+        return services.store_marks(db_session, org.id, rows, source)
+
+
+def _week(serials, code_am="/", code_pm="\\"):
+    return [
+        services.MarkRow(make_upn(n), day, half, code_am if half == "AM" else code_pm)
+        for n in serials
+        for day in WEEK
+        for half in ("AM", "PM")
+    ]
+
+
+def _ids(db_session, org):
+    with tenancy.tenant_context(org.id):
+        return dict(db_session.execute(select(Pupil.upn, Pupil.id).where(Pupil.org_id == org.id)).all())
+
+
+def _year(db_session, org, serial):
+    with tenancy.tenant_context(org.id):
+        return db_session.scalar(
+            select(PupilMarkYear)
+            .where(PupilMarkYear.pupil_id == _ids(db_session, org)[make_upn(serial)])
+            .execution_options(populate_existing=True)
+        )
+
+
+def test_the_same_marks_shuffled_change_nothing_and_name_no_pupil(db_session, school):
+    rows = _week(range(1, 6))
+    first = _store(db_session, school, rows)
+    versions = [_year(db_session, school, n).version for n in range(1, 6)]
+    shuffled = rows[:]
+    random.Random(7).shuffle(shuffled)
+    again = _store(db_session, school, shuffled + shuffled[:10])  # and some rows twice
+    assert (first.created, first.updated, first.unchanged) == (50, 0, 0)
+    assert first.changed_pupils == frozenset(_ids(db_session, school).values())
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 60)
+    assert again.changed_pupils == frozenset()
+    assert [_year(db_session, school, n).version for n in range(1, 6)] == versions
+
+
+def test_only_pupils_whose_marks_changed_are_named_and_their_history_kept(db_session, school):
+    _store(db_session, school, _week(range(1, 6)))
+    rows = _week(range(1, 6))
+    rows[0] = services.MarkRow(make_upn(1), MON, "AM", "I")  # pupil 1, Monday morning
+    counts = _store(db_session, school, rows)
+    with tenancy.tenant_context(school.id):
+        history = db_session.scalars(select(MarkChange)).all()
+    assert counts.changed_pupils == {_ids(db_session, school)[make_upn(1)]}
+    assert (counts.created, counts.updated, counts.unchanged) == (0, 1, 49)
+    assert [(h.date, h.session, h.old_code, h.new_code) for h in history] == [(MON, "AM", "/", "I")]
+    codes = marks_codec.decode_year(_year(db_session, school, 1).codes, 2026)
+    assert codes[marks_codec.slot(2026, MON, "AM")] == encode("I")
+    assert codes[marks_codec.slot(2026, MON, "PM")] == encode("\\")
+
+
+def test_minutes_late_are_set_changed_and_cleared_by_the_mis(db_session, school):
+    late = services.MarkRow(make_upn(1), MON, "AM", "L", minutes_late=12)
+    _store(db_session, school, [late])
+    later = _store(db_session, school, [services.MarkRow(make_upn(1), MON, "AM", "L", minutes_late=20)])
+    assert json.loads(_year(db_session, school, 1).minutes_late) == {"2026-09-07:AM": 20}
+    cleared = _store(db_session, school, [services.MarkRow(make_upn(1), MON, "AM", "L")])
+    assert (later.updated, cleared.updated) == (1, 1)
+    assert json.loads(_year(db_session, school, 1).minutes_late) == {}
+    with tenancy.tenant_context(school.id):
+        assert db_session.scalars(select(MarkChange)).all() == []  # the code never changed
+
+
+def test_a_write_racing_another_is_refused_and_the_other_writers_marks_survive(
+    db_session, school, monkeypatch
+):
+    _store(db_session, school, _week([1]))
+    pupil_id = _ids(db_session, school)[make_upn(1)]
+    read = services._stored_years
+
+    def read_then_someone_else_writes(session, org_id, year, pupil_ids):
+        stored = read(session, org_id, year, pupil_ids)
+        session.execute(
+            update(PupilMarkYear)
+            .where(PupilMarkYear.pupil_id == pupil_id)
+            .values(version=PupilMarkYear.version + 1)
+        )
+        return stored
+
+    monkeypatch.setattr(services, "_stored_years", read_then_someone_else_writes)
+    with pytest.raises(StaleDataError, match="changed by someone else"):
+        _store(db_session, school, [services.MarkRow(make_upn(1), MON, "AM", "N")])
+    codes = marks_codec.decode_year(_year(db_session, school, 1).codes, 2026)
+    assert codes[marks_codec.slot(2026, MON, "AM")] == encode("/")
