@@ -3,7 +3,8 @@
 Sign in, open the worklist, log a call, invite a parent to the stage 2 meeting, record it as
 missed and see the case move to stage 3 as Spetisbury's policy says ("If this meeting is missed
 stage 3 is immediately followed"), record the TAC meeting's minutes and an action plan; then the
-senior attendance champion approves a court-warning referral that waits for sign-off.
+senior attendance champion approves a court-warning referral that waits for sign-off, which is
+refused until the support the policy's support-first gate asks for is on record.
 """
 
 from __future__ import annotations
@@ -144,7 +145,25 @@ def test_an_attendance_officers_week(
         "Support offered twice and refused; evidence complete."
     )
     page.get_by_role("button", name="Approve").click()
+    # Stage 4 is behind Spetisbury's support-first gate and this case has no support on record.
+    expect(page.locator(".govuk-error-summary")).to_contain_text("this case has no support recorded")
+    expect(page.get_by_test_id("case-stage")).to_have_text("Stage 3: TAC meeting")
+    assert_accessible(page)
+    screenshot(page, "casework-signoff-refused-without-support")
+    page.get_by_label("Support offered", exact=True).fill("Family worker from the LBI early help offer")
+    page.get_by_label("Answer").select_option("offered")
+    page.get_by_role("button", name="Record support").click()
+    page.get_by_label("Reason (needed to decline)").fill(
+        "Support offered twice and refused; evidence complete."
+    )
+    page.get_by_role("button", name="Approve").click()
     expect(page.get_by_test_id("case-stage")).to_have_text("Stage 4: Court warning referral")
     expect(page.get_by_test_id("timeline")).to_contain_text("Approved: Sign off: move to stage 4")
     assert_accessible(page)
     screenshot(page, "casework-signoff-approved")
+
+    page.get_by_role("link", name="Household view: siblings and their cases").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("and siblings")
+    expect(page.get_by_test_id("household")).to_be_visible()
+    assert_accessible(page)
+    screenshot(page, "casework-household")
