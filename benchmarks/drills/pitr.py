@@ -215,11 +215,11 @@ def main() -> None:
             after = primary.counts("attendwise")
             with psycopg.connect(primary.url("postgres", driver="postgresql"), autocommit=True) as conn:
                 conn.execute("SELECT pg_switch_wal()")
+                time.sleep(2)  # let the archiver copy the last segment
                 last = conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()[0]  # type: ignore[index]
-            time.sleep(2)  # let the archiver copy the last segment
             archived = len(list((root / "archive").iterdir()))
             print(f"after the backup: second school stored; target time {target.isoformat()}")
-            print(f"after the target: third school stored; WAL archived: {archived} segments (last {last})")
+            print(f"after the target: third school stored; WAL archive: {archived} files (last {last})")
             primary.stop()
 
             shutil.copytree(root / "base", restored.data)
