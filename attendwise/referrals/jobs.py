@@ -39,6 +39,12 @@ PERIODIC = (
         interval=WEBHOOK_SWEEP_EVERY,
     ),
     jobs.Periodic(
+        name="referrals-unpaid-notices",
+        func="attendwise.referrals.jobs.flag_unpaid_notices",
+        queue="default",
+        cron="0 6 * * *",
+    ),
+    jobs.Periodic(
         name="referrals-overdue",
         func="attendwise.referrals.jobs.warn_overdue",
         queue="default",
@@ -121,3 +127,10 @@ def deliver_webhooks(now: str | None = None) -> dict[str, int]:
     """Attempt every due webhook delivery: right after the change (for one LA) and, as the
     periodic sweeper (system context), every retry whose backoff has passed."""
     return webhooks.deliver_due(db.session(), dt.datetime.fromisoformat(now) if now else None)
+
+
+def flag_unpaid_notices(today: str | None = None) -> int:
+    """System job, each morning: penalty notices past their payment period become unpaid, and
+    the officer is told to consider prosecution or withdraw. Returns how many were flagged."""
+    on = dt.date.fromisoformat(today) if today else attendance_queries.today()
+    return len(services.flag_unpaid(db.session(), on))

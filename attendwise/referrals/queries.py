@@ -48,6 +48,7 @@ class QueueFilters:
     officer_id: int | None = None
     due_by: dt.date | None = None
     open_only: bool = True
+    unpaid_only: bool = False
 
     @classmethod
     def from_args(cls, args: Mapping[str, str]) -> QueueFilters:
@@ -72,6 +73,7 @@ class QueueFilters:
             officer_id=number(args.get("officer")),
             due_by=due,
             open_only=args.get("all") != "1",
+            unpaid_only=args.get("unpaid") == "1",
         )
 
 
@@ -81,6 +83,7 @@ class QueueRow:
     working_days_left: int
     overdue: bool
     paused: bool
+    unpaid_notices: int = 0
 
 
 def queue(session: Session, filters: QueueFilters, today: dt.date) -> list[QueueRow]:
@@ -92,21 +95,40 @@ def queue(session: Session, filters: QueueFilters, today: dt.date) -> list[Queue
         query = query.where(ReceivedReferral.source_org_id == filters.school_id)
     if filters.status:
         query = query.where(ReceivedReferral.status == filters.status)
-    elif filters.open_only:
+    elif filters.open_only and not filters.unpaid_only:
         query = query.where(ReceivedReferral.status.notin_([Status.CLOSED, Status.DECLINED]))
     if filters.officer_id:
         query = query.where(ReceivedReferral.assigned_user_id == filters.officer_id)
     if filters.due_by:
         query = query.where(ReceivedReferral.due_on <= filters.due_by)
+    unpaid: dict[int, int] = {}
+    for notice in session.scalars(
+        select(PenaltyNotice).where(
+            PenaltyNotice.received_id.is_not(None),
+            PenaltyNotice.status.in_([penalty.NoticeStatus.ISSUED, penalty.NoticeStatus.UNPAID]),
+        )
+    ):
+        if notice.received_id is not None and services.notice_unpaid(notice, today):
+            unpaid[notice.received_id] = unpaid.get(notice.received_id, 0) + 1
     rows = []
     for received in session.scalars(query):
+        if filters.unpaid_only and received.id not in unpaid:
+            continue
         paused = received.paused_on is not None
         if received.due_on >= today:
             left = cal.working_days(today, received.due_on) - (1 if cal.is_working_day(today) else 0)
         else:
             left = -cal.working_days(received.due_on, today) + 1
         active = received.status not in (Status.DECIDED, Status.CLOSED, Status.DECLINED)
-        rows.append(QueueRow(received, left, active and not paused and received.due_on < today, paused))
+        rows.append(
+            QueueRow(
+                received,
+                left,
+                active and not paused and received.due_on < today,
+                paused,
+                unpaid.get(received.id, 0),
+            )
+        )
     return rows
 
 

@@ -9,6 +9,7 @@ which is audited like any other write. Functions flush, never commit.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import hashlib
 import hmac
 import json
@@ -39,6 +40,7 @@ from attendwise.referrals.models import (
     BundleItem,
     Decision,
     DecisionKind,
+    Issuer,
     KindKey,
     LAProfile,
     OutboxMessage,
@@ -51,7 +53,7 @@ from attendwise.referrals.models import (
     WebhookEvent,
 )
 from attendwise.tenants import roles
-from attendwise.tenants.models import Organisation, User
+from attendwise.tenants.models import Organisation, OrgKind, User
 
 BUNDLE_SCHEMA = "attendwise.referral-bundle/1"
 
@@ -185,6 +187,147 @@ def ensure_la_setup(session: Session, la_id: int) -> LAProfile:
             )
     session.flush()
     return profile
+
+
+IMPROVEMENT_PERIOD_DAYS = (15, 30)  # school days, the national framework's range
+SLA_DAYS = (1, 60)
+CHECKLIST_WEEKS = (0, 104)
+EVIDENCE = {
+    "registration_certificate": "Registration certificate",
+    "warning_letter": "Warning letter sent",
+    "contact_log": "Contact with the family",
+    "meeting": "Attendance meeting held",
+    "plan": "Attendance plan and reviews",
+    "support": "Support offered",
+    "parents": "Everyone with parental responsibility",
+    "siblings": "Siblings",
+}
+
+
+def _changes(row: Any, values: dict[str, Any]) -> dict[str, list[Any]]:
+    """Set ``values`` on ``row``; return {field: [before, after]} for what changed."""
+    changed: dict[str, list[Any]] = {}
+    for name, value in values.items():
+        before = getattr(row, name)
+        if before != value:
+            changed[name] = [before.value if isinstance(before, enum.Enum) else before, value]
+            setattr(row, name, value)
+    return changed
+
+
+def _whole(raw: str | int, field_name: str, bounds: tuple[int, int], what: str) -> int:
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise ReferralError(f"{field_name}: enter {what} as a whole number") from None
+    low, high = bounds
+    if not low <= value <= high:
+        raise ReferralError(f"{field_name}: {what} must be between {low} and {high}, not {value}")
+    return value
+
+
+def update_profile(
+    session: Session,
+    la_id: int,
+    *,
+    nti_issuer: str,
+    pn_issuer: str,
+    improvement_period_school_days: str | int,
+    team_email: str,
+    daily_digest: bool,
+) -> LAProfile:
+    """Change the LA's code-of-conduct parameters (validated; the change is audited)."""
+    issuers = {i.value: i for i in Issuer}
+    if nti_issuer not in issuers:
+        raise ReferralError(f"nti_issuer: choose who issues notices to improve, not {nti_issuer!r}")
+    if pn_issuer not in issuers:
+        raise ReferralError(f"pn_issuer: choose who issues penalty notices, not {pn_issuer!r}")
+    period = _whole(
+        improvement_period_school_days,
+        "improvement_period_school_days",
+        IMPROVEMENT_PERIOD_DAYS,
+        "the improvement period in school days",
+    )
+    email = team_email.strip()
+    if email and (len(email) > 254 or "@" not in email.strip("@") or " " in email):
+        raise ReferralError(f"team_email: {email!r} is not an email address")
+    profile = ensure_la_setup(session, la_id)
+    changed = _changes(
+        profile,
+        {
+            "nti_issuer": issuers[nti_issuer],
+            "pn_issuer": issuers[pn_issuer],
+            "improvement_period_school_days": period,
+            "team_email": email,
+            "daily_digest": daily_digest,
+        },
+    )
+    session.flush()
+    if changed:
+        audit.record(
+            session,
+            org_id=la_id,
+            action="referral.settings.update",
+            object_type="la_referral_profile",
+            object_id=profile.id,
+            detail={
+                k: [str(v) if isinstance(v, enum.Enum) else v for v in pair] for k, pair in changed.items()
+            },
+        )
+    return profile
+
+
+def update_kind(
+    session: Session,
+    kind: ReferralKind,
+    *,
+    label: str,
+    enabled: bool,
+    signoff_role: str,
+    sla_working_days: str | int,
+    checklist: Sequence[tuple[str, str, str | int]],
+) -> ReferralKind:
+    """Change one referral kind: its checklist (evidence, label, window in weeks), who signs off at
+    the school, and its service level. Validated as a whole; the change is audited."""
+    if not label.strip():
+        raise ReferralError("label: give the referral kind a name schools will recognise")
+    school_roles = {r.key for r in roles.roles_for(OrgKind.SCHOOL)}
+    if signoff_role not in school_roles:
+        raise ReferralError(f"signoff_role: {signoff_role!r} is not a school role")
+    sla = _whole(sla_working_days, "sla_working_days", SLA_DAYS, "the service level in working days")
+    items: list[dict[str, Any]] = []
+    for n, (key, item_label, weeks) in enumerate(checklist, start=1):
+        if key not in EVIDENCE:
+            raise ReferralError(f"checklist item {n}: {key!r} is not evidence Attendwise can assemble")
+        if key in {i["key"] for i in items}:
+            raise ReferralError(f"checklist item {n}: {EVIDENCE[key]} is listed twice")
+        span = _whole(weeks, f"checklist item {n}", CHECKLIST_WEEKS, "the window in weeks")
+        if key == "registration_certificate" and span < 1:
+            raise ReferralError(
+                f"checklist item {n}: the registration certificate must cover at least 1 week"
+            )
+        items.append({"key": key, "label": item_label.strip()[:200] or EVIDENCE[key], "weeks": span})
+    changed = _changes(
+        kind,
+        {
+            "label": label.strip()[:200],
+            "enabled": enabled,
+            "signoff_role": signoff_role,
+            "sla_working_days": sla,
+            "checklist": items,
+        },
+    )
+    session.flush()
+    if changed:
+        audit.record(
+            session,
+            org_id=kind.org_id,
+            action="referral.kind.update",
+            object_type="referral_kind",
+            object_id=kind.id,
+            detail={"kind": kind.key.value, **changed},
+        )
+    return kind
 
 
 def _kind(session: Session, la_id: int, key: KindKey) -> ReferralKind:
@@ -668,6 +811,15 @@ def event_data(received: ReceivedReferral) -> dict[str, Any]:
 
 
 def _notice_event(session: Session, notice: PenaltyNotice) -> None:
+    """Record a change to a penalty notice on the LA's audit chain and tell its webhooks."""
+    audit.record(
+        session,
+        org_id=notice.org_id,
+        action=f"penalty_notice.{notice.status.value}",
+        object_type="penalty_notice",
+        object_id=notice.id,
+        detail={"referral_id": notice.received_id, "sequence": notice.sequence},
+    )
     webhooks.emit(
         session,
         notice.org_id,
@@ -980,7 +1132,87 @@ def record_payment(
     return notice
 
 
+WITHDRAWABLE = frozenset(
+    {penalty.NoticeStatus.ISSUED, penalty.NoticeStatus.UNPAID, penalty.NoticeStatus.PROSECUTION_CONSIDERED}
+)
+UNPAID_NEXT_STEP = "Unpaid: prosecution to be considered or notice withdrawn"
+
+
+def notice_unpaid(notice: PenaltyNotice, today: dt.date) -> bool:
+    """Past its 28-day payment period without payment (flagged or not yet flagged by the job)."""
+    if notice.status is penalty.NoticeStatus.UNPAID:
+        return True
+    return notice.status is penalty.NoticeStatus.ISSUED and penalty.overdue(
+        _terms(notice), notice.received_on, today
+    )
+
+
+def notice_clock(notice: PenaltyNotice, today: dt.date) -> penalty.ProsecutionClock:
+    """The 6-month limit for prosecuting the absence this notice was for."""
+    return penalty.ProsecutionClock(
+        notice.offence_on, notice.prosecution_deadline, (notice.prosecution_deadline - today).days
+    )
+
+
+def flag_unpaid(session: Session, today: dt.date) -> list[PenaltyNotice]:
+    """Mark every issued notice past its payment period unpaid and put the next step in front of
+    the LA: a webhook, and an email to the assigned officer (or the team mailbox) saying that
+    prosecution must be considered or the notice withdrawn, with the prosecution limit."""
+    flagged = [
+        n
+        for n in session.scalars(
+            select(PenaltyNotice)
+            .where(PenaltyNotice.status == penalty.NoticeStatus.ISSUED)
+            .order_by(PenaltyNotice.org_id, PenaltyNotice.id)
+        )
+        if notice_unpaid(n, today)
+    ]
+    for notice in flagged:
+        notice.status = penalty.NoticeStatus.UNPAID
+        session.flush()
+        _notice_event(session, notice)
+        received = session.get(ReceivedReferral, notice.received_id) if notice.received_id else None
+        officer = (
+            session.get(User, received.assigned_user_id) if received and received.assigned_user_id else None
+        )
+        profile = session.scalar(select(LAProfile).where(LAProfile.org_id == notice.org_id))
+        to = officer.email if officer else (profile.team_email if profile else "")
+        if to:
+            clock = notice_clock(notice, today)
+            reference = f"referral R{notice.received_id}" if notice.received_id else "the ledger"
+            notify(
+                session,
+                org_id=notice.org_id,
+                key=f"penalty-notice-{notice.id}-unpaid",
+                to=to,
+                subject=f"Penalty notice unpaid ({reference}): consider prosecution or withdraw",
+                body=(
+                    f"Penalty notice {notice.sequence} issued {notice.issued_on.isoformat()} to "
+                    f"{notice.parent_name} was not paid within {penalty.PAYMENT_DAYS} days.\n"
+                    f"{UNPAID_NEXT_STEP}. Prosecution must start by {clock.last_day.isoformat()}.\n"
+                ),
+            )
+    return flagged
+
+
+def consider_prosecution(session: Session, notice: PenaltyNotice, today: dt.date) -> PenaltyNotice:
+    """The LA takes the unpaid notice towards prosecution (refused once the 6-month limit passed)."""
+    if not notice_unpaid(notice, today):
+        raise ReferralError("only an unpaid notice, past its 28-day payment period, can go to prosecution")
+    clock = notice_clock(notice, today)
+    if clock.expired:
+        raise ReferralError(clock.warning or "the 6-month limit for prosecution has passed")
+    notice.status = penalty.NoticeStatus.PROSECUTION_CONSIDERED
+    session.flush()
+    _notice_event(session, notice)
+    return notice
+
+
 def withdraw_notice(session: Session, notice: PenaltyNotice, reason: str) -> PenaltyNotice:
+    """Withdraw a notice that has not been paid; it then no longer counts towards the limit of
+    two notices in three years."""
+    if notice.status not in WITHDRAWABLE:
+        raise ReferralError(f"this notice is {notice.status.value.replace('_', ' ')} and cannot be withdrawn")
     if not reason.strip():
         raise ReferralError(
             "say why the notice is withdrawn (issued in error, wrong recipient, material error)"

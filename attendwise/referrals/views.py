@@ -24,14 +24,19 @@ from attendwise.platform.web import register_nav
 from attendwise.referrals import queries, services, webhooks
 from attendwise.referrals.models import (
     DecisionKind,
+    Issuer,
+    LAProfile,
     PenaltyNotice,
     ReceivedReferral,
     Referral,
+    ReferralKind,
     Status,
     WebhookEndpoint,
     WebhookEvent,
 )
 from attendwise.referrals.services import ReferralError
+from attendwise.tenants import roles
+from attendwise.tenants.models import OrgKind
 from attendwise.tenants.roles import Perm
 
 bp = Blueprint("referrals", __name__, template_folder="templates", url_prefix="/referrals")
@@ -213,7 +218,11 @@ def queue() -> str:
 @bp.get("/overview")
 @require_perm(Perm.REFERRALS_TRIAGE)
 def overview() -> str:
-    return render_template("referrals/overview.html", o=queries.overview(db.session(), _today()))
+    return render_template(
+        "referrals/overview.html",
+        o=queries.overview(db.session(), _today()),
+        can_configure=all(_principal().can(p) for p in LA_SETTINGS),
+    )
 
 
 def _la_page(received: ReceivedReferral, error: str = "", status: int = 200) -> tuple[str, int]:
@@ -235,6 +244,9 @@ def _la_page(received: ReceivedReferral, error: str = "", status: int = 200) -> 
             decisions=list(DecisionKind),
             officers=queries.officers(db.session(), principal),
             today=_today(),
+            unpaid=lambda n: services.notice_unpaid(n, _today()),
+            notice_clock=lambda n: services.notice_clock(n, _today()),
+            unpaid_next_step=services.UNPAID_NEXT_STEP,
             error=error,
         ),
         status,
@@ -378,6 +390,8 @@ def notice_act(notice_id: int) -> tuple[str, int] | Response:
             if amount is None:
                 raise ReferralError("amount: enter the amount paid in whole pounds")
             services.record_payment(db.session(), notice, paid_on=_date("paid_on"), amount=amount)
+        elif request.form.get("action") == "prosecute":
+            services.consider_prosecution(db.session(), notice, _today())
         elif request.form.get("action") == "withdraw":
             services.withdraw_notice(db.session(), notice, request.form.get("reason", ""))
         else:
@@ -392,9 +406,113 @@ def notice_act(notice_id: int) -> tuple[str, int] | Response:
     return redirect(url_for("referrals.received_detail", received_referral_id=back))
 
 
-# -- the LA's webhooks ------------------------------------------------------------------------------
+# -- the LA's settings --------------------------------------------------------------------------------
 
 LA_SETTINGS = (Perm.REFERRALS_TRIAGE, Perm.ORG_SETTINGS)
+
+
+def _settings_page(error: str = "", status: int = 200, saved: bool = False) -> tuple[str, int]:
+    profile = db.session.scalar(select(LAProfile))
+    return (
+        render_template(
+            "referrals/settings.html",
+            profile=profile
+            or LAProfile(
+                nti_issuer=Issuer.LA, pn_issuer=Issuer.LA, improvement_period_school_days=30, team_email=""
+            ),
+            kinds=db.session.scalars(select(ReferralKind).order_by(ReferralKind.id)).all(),
+            issuers=[(i.value, i.value.replace("la", "the local authority").capitalize()) for i in Issuer],
+            form=request.form if error else None,
+            error=error,
+            saved=saved,
+        ),
+        status,
+    )
+
+
+@bp.route("/settings", methods=["GET", "POST"])
+@require_perm(*LA_SETTINGS)
+def settings() -> tuple[str, int]:
+    principal = _principal()
+    assert principal.organisation is not None
+    if request.method == "GET":
+        return _settings_page()
+    try:
+        services.update_profile(
+            db.session(),
+            principal.organisation.id,
+            nti_issuer=request.form.get("nti_issuer", ""),
+            pn_issuer=request.form.get("pn_issuer", ""),
+            improvement_period_school_days=request.form.get("improvement_period_school_days", ""),
+            team_email=request.form.get("team_email", ""),
+            daily_digest=request.form.get("daily_digest") == "yes",
+        )
+    except ReferralError as exc:
+        db.session.rollback()
+        return _settings_page(str(exc), 400)
+    return _settings_page(saved=True)
+
+
+def _kind_page(
+    kind: ReferralKind, error: str = "", status: int = 200, saved: bool = False
+) -> tuple[str, int]:
+    rows = [(i["key"], i["label"], str(i["weeks"])) for i in kind.checklist]
+    if error:
+        rows = _checklist_rows()
+    return (
+        render_template(
+            "referrals/kind.html",
+            kind=kind,
+            rows=[*rows, ("", "", "")],
+            evidence=services.EVIDENCE,
+            school_roles=[(r.key, r.label) for r in roles.roles_for(OrgKind.SCHOOL)],
+            form=request.form if error else None,
+            error=error,
+            saved=saved,
+        ),
+        status,
+    )
+
+
+def _checklist_rows() -> list[tuple[str, str, str]]:
+    count = min(request.form.get("rows", type=int) or 0, 50)
+    return [
+        (
+            request.form.get(f"key-{n}", ""),
+            request.form.get(f"label-{n}", ""),
+            request.form.get(f"weeks-{n}", ""),
+        )
+        for n in range(count)
+        if request.form.get(f"key-{n}", "")
+    ]
+
+
+@bp.route("/settings/kinds/<int:referral_kind_id>", methods=["GET", "POST"])
+@require_perm(*LA_SETTINGS)
+def kind_settings(referral_kind_id: int) -> tuple[str, int]:
+    kind = db.session.scalar(select(ReferralKind).where(ReferralKind.id == referral_kind_id))
+    if kind is None:
+        abort(404)
+    if request.method == "GET":
+        return _kind_page(kind)
+    try:
+        services.update_kind(
+            db.session(),
+            kind,
+            label=request.form.get("label", ""),
+            enabled=request.form.get("enabled") == "yes",
+            signoff_role=request.form.get("signoff_role", ""),
+            sla_working_days=request.form.get("sla_working_days", ""),
+            checklist=_checklist_rows(),
+        )
+    except (ReferralError, StaleDataError) as exc:
+        db.session.rollback()
+        kind = db.session.scalars(select(ReferralKind).where(ReferralKind.id == referral_kind_id)).one()
+        return _kind_page(kind, str(exc), 400)
+    return _kind_page(kind, saved=True)
+
+
+# -- the LA's webhooks ------------------------------------------------------------------------------
 EVENT_LABELS = {
     WebhookEvent.REFERRAL_SUBMITTED: "A school submits a referral",
     WebhookEvent.REFERRAL_STATUS_CHANGED: "A referral's status changes",
