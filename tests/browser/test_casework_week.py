@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from attendwise.attendance import queries
+from attendwise.attendance import services as attendance_services
 from attendwise.casework import services
 from attendwise.casework.jobs import evaluate_on
 from attendwise.casework.models import Case, CaseStatus
@@ -42,8 +43,9 @@ def _today(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _seed(school_id: int, estab: int) -> Callable[[Session], list[int]]:
-    """Two persistently absent pupils at stage 2; the second has missed both meetings, so the
-    move to stage 4 (a court-warning referral) waits for the champion's sign-off."""
+    """Two persistently absent pupils at stage 2, siblings with one mother; the second has missed
+    both meetings, so the move to stage 4 (a court-warning referral) waits for the champion's
+    sign-off."""
 
     def run(session: Session) -> list[int]:
         school = session.get_one(Organisation, school_id)
@@ -57,6 +59,18 @@ def _seed(school_id: int, estab: int) -> Callable[[Session], list[int]]:
             for day in (dt.date(2026, 11, 16), TODAY):
                 services.record_event(session, cases[1], "meeting_missed", day)
                 evaluate_on(session, school_id, day)
+            mother = attendance_services.ContactRecord(
+                forename="Jane",
+                surname="Example",
+                title="Ms",
+                links=tuple(
+                    attendance_services.ContactLink(c.pupil.upn, "Mother", True, True, 1) for c in cases
+                ),
+                address_lines=("1 High Street", "Spetisbury"),
+                postcode="DT11 9DF",
+                emails=("jane@example.test",),
+            )
+            attendance_services.upsert_contacts(session, school_id, [mother])
             return [c.id for c in cases]
 
     return run
@@ -88,7 +102,7 @@ def test_an_attendance_officers_week(
     page.get_by_label("What happened").select_option("spoke_to")
     page.get_by_label("Note").fill("Spoke to mum: she will come in on Tuesday.")
     page.get_by_role("button", name="Log contact").click()
-    expect(page.get_by_test_id("timeline")).to_contain_text("Phone: spoke to")
+    expect(page.get_by_test_id("timeline")).to_contain_text("Phone with Ms Jane Example: spoke to")
 
     page.get_by_label("Date", exact=True).fill(TODAY.isoformat())
     page.get_by_label("Time", exact=True).fill("09:30")
@@ -164,6 +178,6 @@ def test_an_attendance_officers_week(
 
     page.get_by_role("link", name="Household view: siblings and their cases").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("and siblings")
-    expect(page.get_by_test_id("household")).to_be_visible()
+    expect(page.get_by_test_id("household")).to_contain_text("Pupil1 Family1")
     assert_accessible(page)
     screenshot(page, "casework-household")
