@@ -128,16 +128,15 @@ def _on_orm_execute(state: ORMExecuteState) -> None:
 
 def _on_before_flush(session: Session, _flush_context: Any, _instances: Any) -> None:
     _sync_postgres_tenant(session, tenancy.current())
-    tenant_objects = [
-        o for o in (*session.new, *session.dirty, *session.deleted) if isinstance(o, TenantMixin)
-    ]
+    new = session.new  # a fresh IdentitySet on every access: read it once, not once per object
+    tenant_objects = [o for o in (*new, *session.dirty, *session.deleted) if isinstance(o, TenantMixin)]
     if not tenant_objects:
         return
     ctx = tenancy.current()
     if ctx is None:
         raise tenancy.TenantContextMissing("write to a tenant-owned table with no tenant context")
     for obj in tenant_objects:
-        if obj in session.new and getattr(obj, "org_id", None) is None:
+        if obj in new and getattr(obj, "org_id", None) is None:
             if ctx.system:
                 raise tenancy.TenantViolation(
                     f"{type(obj).__name__} created in the system context needs an org_id"
