@@ -26,6 +26,7 @@ FORMATS: dict[str, tuple[Callable[[exports.Table], bytes], str, str]] = {
     "xlsx": (exports.to_xlsx, exports.XLSX_MIME, "xlsx"),
 }
 ORG_KINDS = (OrgKind.SCHOOL, OrgKind.TRUST, OrgKind.LA)
+MAX_WEEKS = 12
 
 
 def _scope_id() -> int:
@@ -79,20 +80,31 @@ def process_page() -> str | Response:
     )
 
 
+def _weeks() -> int:
+    raw = request.args.get("weeks", str(what_works.DEFAULT_WEEKS))
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_WEEKS:
+        wanted = f"a whole number of school weeks from 1 to {MAX_WEEKS}"
+        abort(400, description=f"weeks: choose {wanted}, not {raw[:20]!r}")
+    return int(raw)
+
+
 def what_works_page() -> str | Response:
     comparison = _comparison(_period())
-    results = what_works.for_comparison(db.session(), comparison)
+    weeks = _weeks()
+    results = what_works.for_comparison(db.session(), comparison, weeks=weeks)
     suppress = comparison.suppressed_outside_school
     table = what_works.table(results, suppress=suppress, title=f"What works: {comparison.scope_name}")
-    summaries = [r.summary for r in results if not suppress or min(r.treated, r.comparison) >= 5]
+    shown = [r for r in results if r.treated and not (suppress and what_works.is_small(r))]
     return _download(table) or render_template(
         "insights/analysis/what_works.html",
         comparison=comparison,
         periods=insights_services.PERIODS,
         table=table,
-        summaries=summaries,
+        summaries=[(r.summary, r.warning) for r in shown],
         caveat=what_works.CAVEAT,
-        weeks=what_works.DEFAULT_WEEKS,
+        too_few=what_works.TOO_FEW,
+        weeks=weeks,
+        week_choices=range(1, MAX_WEEKS + 1),
     )
 
 

@@ -172,9 +172,9 @@ def context(
         "casework": [{"label": c.label, "value": "x" if c.value is None else str(c.value)} for c in counts],
         "process": _table(process.table(measures, suppress=suppress)) if measures else None,
         "what_works": _table(what_works.table(results, suppress=suppress)),
-        "what_works_summaries": [r.summary for r in results if r.treated >= insights_services.SUPPRESS_BELOW]
-        if suppress
-        else [r.summary for r in results],
+        "what_works_summaries": [
+            r.summary for r in results if r.treated and not (suppress and what_works.is_small(r))
+        ],
         "caveat": what_works.CAVEAT,
         "weeks": what_works.DEFAULT_WEEKS,
     }

@@ -58,6 +58,7 @@ DEFAULT_BAND = 5.0
 HISTORY_BAND = 10.0
 MIN_GROUP = 20
 REPLICATES = 2000
+TOO_FEW = "Too few pupils to rely on"
 CAVEAT = (
     "This compares what happened to pupils; it does not show that the step caused the change. "
     "Schools choose who has each step, and those pupils may differ in ways attendance marks cannot show."
@@ -460,6 +461,11 @@ def gather(session: Session, school_id: int, on: dt.date) -> tuple[WeeklySeries,
     return series, steps
 
 
+def is_small(result: StepResult) -> bool:
+    """A result from 1 to 4 pupils in either group (suppressed outside the school)."""
+    return 0 < result.treated < SUPPRESS_BELOW or 0 < result.comparison < SUPPRESS_BELOW
+
+
 def table(results: Sequence[StepResult], *, suppress: bool, title: str = "What works") -> Table:
     """The what-works table as the page shows it; outside the school, a result from fewer than
     :data:`SUPPRESS_BELOW` pupils in either group shows only the counts band."""
@@ -469,7 +475,7 @@ def table(results: Sequence[StepResult], *, suppress: bool, title: str = "What w
 
     rows = []
     for r in results:
-        hidden = suppress and min(r.treated, r.comparison) < SUPPRESS_BELOW
+        hidden = suppress and is_small(r)
         figures = [r.treated_before, r.treated_after, r.comparison_before, r.comparison_after]
         figures += [r.difference, r.ci_low, r.ci_high]
         rows.append(
@@ -478,7 +484,7 @@ def table(results: Sequence[StepResult], *, suppress: bool, title: str = "What w
                 SUPPRESSED if hidden and r.treated else r.treated,
                 SUPPRESSED if hidden and r.comparison else r.comparison,
                 *([SUPPRESSED] * len(figures) if hidden else [pct(v) for v in figures]),
-                r.warning or "",
+                TOO_FEW if r.warning else "",
             ]
         )
     return Table(

@@ -167,7 +167,7 @@ def test_the_table_hides_figures_from_fewer_than_five_pupils_outside_the_school(
     assert isinstance(inside[7], float)
     assert outside[1] == "x"
     assert outside[3:10] == ["x"] * 7
-    assert outside[10].startswith("Too few pupils to rely on")
+    assert outside[10] == "Too few pupils to rely on"
 
 
 def test_gather_turns_a_schools_stage_moves_and_done_tasks_into_steps(
@@ -200,3 +200,11 @@ def test_the_what_works_page_shows_the_caveat_and_the_table(
     assert 'data-testid="what-works-table"' in html
     assert "Stage 1 (Persistent absence identified)" in html
     assert "Too few pupils to rely on" in html
+    assert '<option value="6" selected>6 school weeks</option>' in html
+    three = client.get("/insights/what-works?period=term&weeks=3&format=csv")
+    assert three.status_code == 200
+    refused = client.get("/insights/what-works?weeks=0")
+    assert refused.status_code == 400
+    assert "weeks: choose a whole number of school weeks from 1 to 12, not &#39;0&#39;" in refused.get_data(
+        as_text=True
+    )
