@@ -305,6 +305,38 @@ def test_the_daily_sync_runs_once_a_day_after_the_schools_local_time(
         assert db_session.scalar(select(func.count(Pupil.id))) == 3
 
 
+def test_the_days_sync_counts_as_finished_once_a_run_after_its_time_has_ended(
+    db_session: Session, school: Organisation
+) -> None:
+    save(db_session, school, sync_at="18:00")
+    evening = dt.datetime(2026, 12, 1, 18, 40, tzinfo=dt.UTC)  # 18:40 in London (GMT)
+
+    def run(status: RunStatus, minutes_before: int) -> SyncRun:
+        started = evening - dt.timedelta(minutes=minutes_before)
+        row = SyncRun(org_id=school.id, connector="wonde", source=SCHOOL, status=status, started_at=started)
+        db_session.add(row)
+        db_session.flush()
+        return row
+
+    with tenancy.tenant_context(school.id):
+        nothing_yet = connectors.daily_sync(db_session, school, evening)
+        run(RunStatus.SUCCEEDED, minutes_before=120)  # a "Sync now" at 16:40 is not today's sync
+        only_earlier = connectors.daily_sync(db_session, school, evening)
+        todays = run(RunStatus.RUNNING, minutes_before=30)
+        running = connectors.daily_sync(db_session, school, evening)
+        todays.status = RunStatus.FAILED
+        db_session.flush()
+        failed = connectors.daily_sync(db_session, school, evening)
+    save(db_session, school, enabled=False)
+    with tenancy.tenant_context(school.id):
+        switched_off = connectors.daily_sync(db_session, school, evening)
+
+    assert nothing_yet == connectors.DailySync(at=dt.time(18, 0), finished=False)
+    assert only_earlier == running == nothing_yet
+    assert failed == connectors.DailySync(at=dt.time(18, 0), finished=True)
+    assert switched_off is None
+
+
 def test_a_disabled_connection_is_never_synced_on_schedule(
     db_session: Session, school: Organisation, server: WondeServer
 ) -> None:
