@@ -14,9 +14,12 @@ Then, interleaved in blocks of 100 so both sides see the same machine load, it t
     locked-down child per CPU, asset-only fetcher, time and memory limits), stores the PDF and
     HTML by content hash with a document row, and merges the block into one print batch;
 (b) bare WeasyPrint, parallel: the same letters' HTML through
-    ``HTML(string=...).write_pdf(stylesheets=[CSS(string=...)], pdf_variant="pdf/a-3b")`` in a
-    ``multiprocessing`` pool of the same size (workers started and warmed up beforehand, as the
-    render children are).
+    ``HTML(string=...).write_pdf(stylesheets=[sheet], font_config=fonts, pdf_variant="pdf/a-3b")``
+    in a ``multiprocessing`` pool of the same size (workers started and warmed up beforehand,
+    as the render children are), each worker parsing the CSS once and keeping one
+    ``FontConfiguration`` as the render children do: like with like. For reference it also
+    times the plain ``write_pdf(stylesheets=[CSS(string=...)])`` that parses the CSS and
+    loads the fonts again for every letter.
 
 It also times ``--single`` letters one at a time on one core each way, the way a single
 letter is made (``queue_letter``, commit, the render job in the one render child) and bare
@@ -159,18 +162,32 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def _bare_one(job: tuple[str, str]) -> int:
-    from weasyprint import CSS, HTML
+_REUSED: dict[str, Any] = {}
 
-    html, css = job
-    pdf = HTML(string=html).write_pdf(stylesheets=[CSS(string=css)], pdf_variant=render.PDF_VARIANT)
+
+def _bare_one(job: tuple[str, str, bool]) -> int:
+    """Bare WeasyPrint; with ``reuse``, parsing the stylesheet once and sharing one
+    FontConfiguration, as the render children do (the best bare WeasyPrint can do)."""
+    from weasyprint import CSS, HTML
+    from weasyprint.text.fonts import FontConfiguration
+
+    html, css, reuse = job
+    if not reuse:
+        pdf = HTML(string=html).write_pdf(stylesheets=[CSS(string=css)], pdf_variant=render.PDF_VARIANT)
+        return len(pdf)
+    if "fonts" not in _REUSED:
+        _REUSED["fonts"] = FontConfiguration()
+        _REUSED["sheet"] = CSS(string=css, font_config=_REUSED["fonts"])
+    pdf = HTML(string=html).write_pdf(
+        stylesheets=[_REUSED["sheet"]], font_config=_REUSED["fonts"], pdf_variant=render.PDF_VARIANT
+    )
     return len(pdf)
 
 
-def bare_parallel(workers: Any, htmls: list[str], css: str) -> float:
+def bare_parallel(workers: Any, htmls: list[str], css: str, *, reuse: bool) -> float:
     """(b) for one block."""
     began = time.perf_counter()
-    sizes = workers.map(_bare_one, [(html, css) for html in htmls], chunksize=1)
+    sizes = workers.map(_bare_one, [(html, css, reuse) for html in htmls], chunksize=1)
     assert all(sizes)
     return time.perf_counter() - began
 
@@ -199,7 +216,7 @@ def single(app: Any, school_id: int, pupil_ids: list[int], count: int, css: str)
             assert letter.status == LetterStatus.RENDERED
             html = render.render_html(render.default_source(KEY), letter.context)
             began = time.perf_counter()
-            _bare_one((html, css))
+            _bare_one((html, css, False))
             plain += time.perf_counter() - began
         db.session.remove()
     return piped, plain
@@ -217,29 +234,34 @@ def main() -> int:
     try:
         app, school_id, pupil_ids = setup(data_dir)
         _seconds, warm_html = pipeline_run(app, school_id, pupil_ids, 0, 2 * pool.size)  # start the children
-        bare_parallel(workers, warm_html * 2, css)  # start and warm the bare workers
+        for reuse in (False, True):  # start and warm the bare workers
+            bare_parallel(workers, warm_html * 2, css, reuse=reuse)
         sample = render.render_pdf_here(warm_html[0], css, {})
         pages = len(PdfReader(io.BytesIO(sample)).pages)
         load_before = os.getloadavg()[0]
         bare_pids = [process.pid for process in workers._pool]
-        cpu_piped = -(time.process_time() + cpu_seconds(pool.pids()))
-        cpu_plain = -cpu_seconds(bare_pids)
-        piped = plain = 0.0
+        piped = plain = fresh = cpu_piped = cpu_plain = 0.0
         done = 0
         while done < args.count:
             block = min(BLOCK, args.count - done)
+            cpu = time.process_time() + cpu_seconds(pool.pids())
             seconds, htmls = pipeline_run(app, school_id, pupil_ids, done, block)
             piped += seconds
-            plain += bare_parallel(workers, htmls, css)
+            cpu_piped += time.process_time() + cpu_seconds(pool.pids()) - cpu
+            cpu = cpu_seconds(bare_pids)
+            plain += bare_parallel(workers, htmls, css, reuse=True)
+            cpu_plain += cpu_seconds(bare_pids) - cpu
+            fresh += bare_parallel(workers, htmls, css, reuse=False)
             done += block
             print(
-                f"  {done}/{args.count}: pipeline {piped:.1f} s, bare {plain:.1f} s",
+                f"  {done}/{args.count}: pipeline {piped:.1f} s, bare {plain:.1f} s, "
+                f"bare parsing the CSS and loading fonts for every letter {fresh:.1f} s",
                 file=sys.stderr,
                 flush=True,
             )
-        one_piped, one_plain = (
-            single(app, school_id, pupil_ids, args.single, css) if args.single else (0.0, 0.0)
-        )
+        one_piped = one_plain = 0.0
+        if args.single:
+            one_piped, one_plain = single(app, school_id, pupil_ids, args.single, css)
         load_after = os.getloadavg()[0]
     finally:
         workers.terminate()
@@ -254,6 +276,10 @@ def main() -> int:
     print(f"load average (1 min) before/after the timed part: {load_before:.1f} / {load_after:.1f}")
     print(f"parallel pipeline (bulk run): {args.count} letters in {piped:.1f} s = {rate:.2f} letters/s")
     print(f"parallel bare WeasyPrint:     {args.count} renders in {plain:.1f} s = {bare_rate:.2f} renders/s")
+    print(
+        f"  the same, parsing the CSS and loading fonts for each letter: {fresh:.1f} s = "
+        f"{args.count / fresh:.2f} renders/s (pipeline/that: {piped / fresh:.3f})"
+    )
     if args.single:
         print(
             f"one at a time, pipeline:      {args.single} letters in {one_piped:.1f} s = "

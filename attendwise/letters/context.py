@@ -295,13 +295,13 @@ def sample(**overrides: Any) -> dict[str, Any]:
     kinds = ["present"] * 7 + ["authorised", "unauthorised", "present"]
     weeks = [
         {
-            "label": f"{2 + 7 * n} Mar",
+            "label": f"{monday.day} {monday:%b}",
             "sessions": [
                 {"code": {"present": "/", "authorised": "I", "unauthorised": "O"}[k], "kind": k}
                 for k in kinds[n:] + kinds[:n]
             ],
         }
-        for n in range(CHART_WEEKS)
+        for n, monday in enumerate(dt.date(2027, 2, 1) + dt.timedelta(weeks=w) for w in range(CHART_WEEKS))
     ]
     record = {
         "period_start": "2026-09-03",

@@ -14,6 +14,7 @@ from attendwise.letters import context, render
 from tests.letters.conftest import Tripwire
 
 PRESETS = Path(render.__file__).parents[1] / "policies" / "presets"
+SHOWN = {"dothill-sal2", "pa-plan-copy"}  # copied to docs/screenshots for the notes
 RESULTS = Path(__file__).parents[2] / "test-results" / "letters"
 HOSTILE = [
     "<script>alert(1)</script>",
@@ -41,7 +42,7 @@ def pdf_text(pdf: bytes) -> str:
     )
 
 
-def to_png(pdf: bytes, tmp_path: Path, name: str) -> Path:
+def to_png(pdf: bytes, tmp_path: Path, name: str, dpi: int = 50) -> Path:
     pdftoppm = shutil.which("pdftoppm")
     assert pdftoppm, "pdftoppm is missing: install poppler-utils (the letter tests need it)"
     source = tmp_path / f"{name}.pdf"
@@ -51,7 +52,7 @@ def to_png(pdf: bytes, tmp_path: Path, name: str) -> Path:
             pdftoppm,
             "-png",
             "-r",
-            "50",
+            str(dpi),
             "-f",
             "1",
             "-l",
@@ -87,8 +88,8 @@ def test_default_letter_renders_with_the_totals_and_the_comparison(key: str, tmp
     assert "Sam has missed 30 of 236 sessions this year (15 school days)" in text
     assert "pupils in Year 5 have missed 11.6 sessions" in text
     assert "Mrs A Head" in text
-    png = to_png(pdf, tmp_path, key)
-    if key in {"dothill-sal2", "pa-plan-copy"}:
+    png = to_png(pdf, tmp_path, key, dpi=90 if key in SHOWN else 50)
+    if key in SHOWN:
         RESULTS.mkdir(parents=True, exist_ok=True)
         shutil.copy(png, RESULTS / f"{key}.png")
 
