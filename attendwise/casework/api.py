@@ -127,6 +127,9 @@ class ContactLogSchema(Schema):
     occurred_at = fields.DateTime()
     by_user_id = fields.Integer(allow_none=True)
     safeguarding = fields.Boolean()
+    letter_id = fields.Integer(
+        allow_none=True, metadata={"description": "For a letter sent: the letter (letters API) it records."}
+    )
 
 
 class ContactLogCreateSchema(Schema):

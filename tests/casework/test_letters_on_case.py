@@ -210,6 +210,11 @@ def test_parents_get_a_copy_of_the_minutes_by_email_or_post_once(
         assert timeline == [
             "Copy of the minutes of 17 Nov 2026 sent to Ms Jane Family1 (email), Mr John Family1 (post)"
         ]
+        emailed, case_id = copies[0].id, case.id
+    listed = client.get(f"/api/v1/casework/contacts?case_id={case_id}").get_json()
+    assert [(c["channel"], c["letter_id"]) for c in listed["items"] if c["letter_id"]] == [
+        ("letter", emailed)
+    ]
 
     again = client.post(send, data={"csrf_token": csrf_token(client, page)})
     assert again.status_code == 400
