@@ -24,6 +24,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import secrets
 import threading
 import time
@@ -34,6 +35,9 @@ import httpx
 from sqlalchemy import insert, select
 
 from benchmarks.drills.common import gunicorn, scratch_database
+
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+ERROR_TEXT = re.compile(r"<[^>]+>|\s+")
 
 
 def seed(owner_url: str, clients: int, tasks: int) -> dict[str, Any]:
@@ -93,6 +97,7 @@ def seed(owner_url: str, clients: int, tasks: int) -> dict[str, Any]:
                 "plan_id": plan.id,
                 "case_id": plan.case_id,
                 "task_ids": [t.id for t in open_tasks],
+                "task_cases": {t.id: t.case_id for t in open_tasks},
                 "sessions": sessions,
             }
             session.commit()
@@ -106,11 +111,34 @@ def read_plan(client: httpx.Client, case_id: int, plan_id: int) -> dict[str, Any
     return next(p for p in response.json()["items"] if p["id"] == plan_id)
 
 
+def read_task(client: httpx.Client, task_id: int, case_id: int) -> dict[str, Any]:
+    response = client.get("/api/v1/casework/tasks", params={"case_id": case_id, "page_size": 100})
+    response.raise_for_status()
+    return next(t for t in response.json()["items"] if t["id"] == task_id)
+
+
+def signed_in(base: str, token: str, case_id: int) -> httpx.Client:
+    """A client with the session cookie and the page's signed CSRF token (as a browser has)."""
+    client = httpx.Client(base_url=base, cookies={"aw_session": token}, timeout=120)
+    page = client.get(f"/cases/{case_id}")
+    page.raise_for_status()
+    found = CSRF_FIELD.search(page.text)
+    assert found, "the case page has no CSRF token"
+    client.headers["X-CSRFToken"] = found.group(1)
+    return client
+
+
 def plan_editor(
-    base: str, token: str, csrf: str, number: int, edits: int, seeded: dict[str, Any], tally: Counter[str]
+    base: str,
+    token: str,
+    number: int,
+    edits: int,
+    seeded: dict[str, Any],
+    tally: Counter[str],
+    notes: list[str],
 ) -> None:
-    headers = {"X-CSRFToken": csrf}
-    with httpx.Client(base_url=base, cookies={"aw_session": token}, headers=headers, timeout=120) as client:
+    with signed_in(base, token, seeded["case_id"]) as client:
+        csrf = client.headers["X-CSRFToken"]
         for edit in range(edits):
             line = f"client {number} edit {edit}"
             while True:
@@ -132,19 +160,23 @@ def plan_editor(
                     tally["plan saves"] += 1
                     break
                 tally[f"plan unexpected {response.status_code}"] += 1
+                notes.append(ERROR_TEXT.sub(" ", response.text)[:300])
                 break
 
 
-def task_completer(base: str, token: str, csrf: str, seeded: dict[str, Any], tally: Counter[str]) -> None:
-    headers = {"X-CSRFToken": csrf}
-    with httpx.Client(base_url=base, cookies={"aw_session": token}, headers=headers, timeout=120) as client:
+def task_completer(
+    base: str, token: str, seeded: dict[str, Any], tally: Counter[str], notes: list[str]
+) -> None:
+    with signed_in(base, token, seeded["case_id"]) as client:
         for task_id in seeded["task_ids"]:
-            task = client.get(f"/api/v1/casework/tasks/{task_id}").json()
+            task = read_task(client, task_id, seeded["task_cases"][task_id])
             response = client.post(
                 f"/api/v1/casework/tasks/{task_id}/complete",
                 json={"version": task["version"], "note": f"done by session {token[:6]}"},
             )
             tally[f"task completions answered {response.status_code}"] += 1
+            if response.status_code not in (200, 409, 422):
+                notes.append(response.text[:300])
 
 
 def main() -> None:
@@ -164,12 +196,13 @@ def main() -> None:
             token, _csrf = seeded["sessions"][0]
             with httpx.Client(base_url=base, cookies={"aw_session": token}, timeout=120) as client:
                 before = read_plan(client, seeded["case_id"], seeded["plan_id"])
+            notes: list[str] = []
             threads = [
-                threading.Thread(target=plan_editor, args=(base, t, c, n, args.edits, seeded, tally))
-                for n, (t, c) in enumerate(seeded["sessions"])
+                threading.Thread(target=plan_editor, args=(base, t, n, args.edits, seeded, tally, notes))
+                for n, (t, _c) in enumerate(seeded["sessions"])
             ] + [
-                threading.Thread(target=task_completer, args=(base, t, c, seeded, tally))
-                for t, c in seeded["sessions"]
+                threading.Thread(target=task_completer, args=(base, t, seeded, tally, notes))
+                for t, _c in seeded["sessions"]
             ]
             began = time.monotonic()
             for thread in threads:
@@ -179,7 +212,7 @@ def main() -> None:
             elapsed = time.monotonic() - began
             with httpx.Client(base_url=base, cookies={"aw_session": token}, timeout=120) as client:
                 after = read_plan(client, seeded["case_id"], seeded["plan_id"])
-                tasks = [client.get(f"/api/v1/casework/tasks/{t}").json() for t in seeded["task_ids"]]
+                tasks = [read_task(client, t, seeded["task_cases"][t]) for t in seeded["task_ids"]]
     wanted = {f"client {n} edit {e}" for n in range(args.clients) for e in range(args.edits)}
     missing = wanted - set(after["support_agreed"])
     print(
@@ -188,6 +221,8 @@ def main() -> None:
     )
     for what, number in sorted(tally.items()):
         print(f"  {what}: {number}")
+    for note in notes[:3]:
+        print(f"  an unexpected answer: {note}")
     print(
         f"plan: version {before['version']} -> {after['version']} "
         f"(expected +{len(wanted)}); lines saved {len(wanted)}, missing from the final plan (lost "
