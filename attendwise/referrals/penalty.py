@@ -217,6 +217,23 @@ def counted_notices(history: Iterable[LedgerEntry], on: date) -> tuple[LedgerEnt
     )
 
 
+def refusal(history: Iterable[LedgerEntry], issue_on: date) -> Refusal | None:
+    """Why no notice can be issued on ``issue_on`` whatever the sessions (two already count), or None."""
+    counted = counted_notices(history, issue_on)
+    if len(counted) < MAX_NOTICES_IN_LEDGER:
+        return None
+    earliest = years_before(counted[-MAX_NOTICES_IN_LEDGER].issued_on, -LEDGER_YEARS)
+    issued = ", ".join(e.issued_on.isoformat() for e in counted)
+    return Refusal(
+        reason=(
+            f"This parent has already had {len(counted)} penalty notices for this child in the last "
+            f"{LEDGER_YEARS} years (issued {issued}); a third cannot be issued."
+        ),
+        counted=counted,
+        earliest_allowed=earliest,
+    )
+
+
 def assess(history: Iterable[LedgerEntry], issue_on: date, sessions: Iterable[SessionKey]) -> Terms | Refusal:
     """The terms of a new notice for one parent and child issued on ``issue_on``, or why not.
 
@@ -234,18 +251,10 @@ def assess(history: Iterable[LedgerEntry], issue_on: date, sessions: Iterable[Se
         listed = ", ".join(f"{d.isoformat()} {s}" for d, s in reused[:5])
         more = f" and {len(reused) - 5} more" if len(reused) > 5 else ""
         raise PenaltyError(f"sessions already used for another notice: {listed}{more}")
+    refused = refusal(entries, issue_on)
+    if refused is not None:
+        return refused
     counted = counted_notices(entries, issue_on)
-    if len(counted) >= MAX_NOTICES_IN_LEDGER:
-        earliest = years_before(counted[-MAX_NOTICES_IN_LEDGER].issued_on, -LEDGER_YEARS)
-        issued = ", ".join(e.issued_on.isoformat() for e in counted)
-        return Refusal(
-            reason=(
-                f"This parent has already had {len(counted)} penalty notices for this child in the last "
-                f"{LEDGER_YEARS} years (issued {issued}); a third cannot be issued."
-            ),
-            counted=counted,
-            earliest_allowed=earliest,
-        )
     if not counted:
         return Terms(1, issue_on, NOTICE_AMOUNT, FIRST_NOTICE_EARLY_AMOUNT)
     return Terms(len(counted) + 1, issue_on, NOTICE_AMOUNT, None)

@@ -227,9 +227,11 @@ def penalty_panel(session: Session, received: ReceivedReferral, today: dt.date) 
     ledgers = []
     for parent in parents_of(received):
         notices = services.ledger(session, received.org_id, parent["parent_key"], received.child_key)
-        next_notice: penalty.Terms | penalty.Refusal | None = None
+        next_notice: penalty.Terms | penalty.Refusal | None = services.notice_refusal(
+            session, received, parent["parent_key"], today
+        )
         reason = ""
-        if windows:
+        if windows and next_notice is None:
             try:
                 sessions = unused_window_sessions(session, received, parent["parent_key"], 0)
                 next_notice = services.assess_notice(session, received, parent["parent_key"], sessions, today)

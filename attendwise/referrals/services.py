@@ -1066,6 +1066,17 @@ def assess_notice(
     )
 
 
+def notice_refusal(
+    session: Session, received: ReceivedReferral, parent: str, on: dt.date
+) -> penalty.Refusal | None:
+    """The refusal if this parent already has two notices for the child that count on ``on``."""
+    return penalty.refusal(_entries(ledger(session, received.org_id, parent, received.child_key)), on)
+
+
+def refusal_message(refused: penalty.Refusal) -> str:
+    return refused.reason + " Consider instead: " + " ".join(refused.alternatives)
+
+
 def issue_notice(
     session: Session,
     received: ReceivedReferral,
@@ -1081,7 +1092,7 @@ def issue_notice(
     try:
         result = assess_notice(session, received, parent["parent_key"], sessions, issued_on)
         if isinstance(result, penalty.Refusal):
-            raise ReferralError(result.reason + " Consider instead: " + " ".join(result.alternatives))
+            raise ReferralError(refusal_message(result))
         clock = penalty.prosecution_clock(list(sessions), issued_on)
         result.deadlines(received_on)
     except penalty.PenaltyError as exc:

@@ -335,6 +335,9 @@ def _run_la_action(received: ReceivedReferral, principal: Principal, action: str
         if index is None or not 0 <= index < len(parents):
             raise ReferralError("choose the parent the notice is issued to")
         issued_on = _date("issued_on", on)
+        refused = services.notice_refusal(session, received, parents[index]["parent_key"], issued_on)
+        if refused is not None:
+            raise ReferralError(services.refusal_message(refused))
         sessions = queries.unused_window_sessions(
             session, received, parents[index]["parent_key"], request.form.get("window", type=int) or 0
         )

@@ -46,7 +46,7 @@ class World:
     champion: User
 
 
-def _school_with_pupil(
+def school_with_pupil(
     session: Session, school: Organisation, estab: int, absent: bool
 ) -> tuple[Pupil, Case]:
     with tenancy.tenant_context(school.id):
@@ -114,8 +114,8 @@ def world(
         profile = services.ensure_la_setup(db_session, la.id)
         profile.team_email = "attendance-team@la.example.test"
         db_session.flush()
-    pupil, case = _school_with_pupil(db_session, school, 2001, absent=True)
-    other_pupil, _ = _school_with_pupil(db_session, other, 2002, absent=True)
+    pupil, case = school_with_pupil(db_session, school, 2001, absent=True)
+    other_pupil, _ = school_with_pupil(db_session, other, 2002, absent=True)
     return World(
         la=la,
         school=school,

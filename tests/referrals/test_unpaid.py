@@ -140,6 +140,9 @@ def test_withdrawn_notices_do_not_count_towards_two_in_three_years(db_session: S
             db_session, received, parent["parent_key"], third_sessions, dt.date(2026, 12, 2)
         )
         assert isinstance(refused, penalty.Refusal)
+        # The panel says so first, even though the window's sessions are all used already.
+        panel = queries.penalty_panel(db_session, received, dt.date(2026, 12, 2))
+        assert isinstance(panel.ledgers[0].next_notice, penalty.Refusal)
         with pytest.raises(ReferralError, match="a third cannot be issued"):
             services.issue_notice(
                 db_session,
