@@ -21,7 +21,7 @@ from typing import Any, cast
 import numpy as np
 import psycopg
 from flask import current_app
-from sqlalchemy import DateTime, Table, column, delete, insert, literal, select, table
+from sqlalchemy import DateTime, Table, TableClause, column, delete, insert, literal, select, table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, selectinload
@@ -926,7 +926,7 @@ def _minutes_late_changes(
     return changed, late
 
 
-def _staged(session: Session, name: str, columns: str, rows: list[tuple[Any, ...]]) -> Table:
+def _staged(session: Session, name: str, columns: str, rows: list[tuple[Any, ...]]) -> TableClause:
     """PostgreSQL: ``COPY`` rows into a temporary table (dropped at commit) and return it.
 
     The tenant tables have row-level security, which ``COPY FROM`` refuses; a temporary table
