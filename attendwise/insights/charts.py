@@ -12,6 +12,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from markupsafe import Markup, escape
+
 from attendwise.insights.services import Comparison, Figures, NationalValue, SchoolRow, WeekPoint
 
 WIDTH = 640
@@ -183,14 +185,15 @@ class HeatMap:
 
 
 HEAT_MEASURES = ("attendance", "authorised", "unauthorised", "persistent", "severe")
-# Light GOV.UK tints: black text keeps a contrast above 7:1 on each.
+# Light GOV.UK tints: black text keeps a contrast above 7:1 on each. The arrows repeat the band
+# in the text, so colour is never the only way to tell it.
 BANDS = {
-    "much_better": ("#bdd7ee", "Much better than national (by a quarter or more)"),
-    "better": ("#deebf7", "Better than national"),
-    "similar": ("#ffffff", "Within a tenth of national"),
-    "worse": ("#fbe1dc", "Worse than national"),
-    "much_worse": ("#f4b6a9", "Much worse than national (by a quarter or more)"),
-    "none": ("#f3f2f1", "Suppressed or no national figure"),
+    "much_better": ("#bdd7ee", "++", "Much better than national (by a quarter or more)"),
+    "better": ("#deebf7", "+", "Better than national"),
+    "similar": ("#ffffff", "", "Within a tenth of national"),
+    "worse": ("#fbe1dc", "-", "Worse than national"),
+    "much_worse": ("#f4b6a9", "--", "Much worse than national (by a quarter or more)"),
+    "none": ("#f3f2f1", "", "Suppressed or no national figure"),
 }
 
 
@@ -226,15 +229,20 @@ def band(value: float | None, reference: float | None, measure: str) -> str:
 
 def heat_map(comparison: Comparison) -> HeatMap:
     """Schools (rows) by measures (columns), each cell banded against the national figure."""
-    label_w, cell_w, cell_h = 260, 74, 24
+    label_w, cell_w, cell_h = 250, 92, 24
     columns = [Tick(label_w + cell_w * i + cell_w / 2, label) for i, label in enumerate(heat_labels())]
     rows = []
+    reference: dict[tuple[str, str], float | None] = {}
     for r, school in enumerate(comparison.schools):
         cells = []
         for i, measure in enumerate(HEAT_MEASURES):
             value = school.figures.measure(measure)
-            b = band(value, national_for(comparison.national, measure, school.phase), measure)
-            cells.append(Cell(label_w + cell_w * i, pct(value), BANDS[b][0], b))
+            key = (measure, school.phase)
+            if key not in reference:
+                reference[key] = national_for(comparison.national, measure, school.phase)
+            b = band(value, reference[key], measure)
+            fill, mark, _text = BANDS[b]
+            cells.append(Cell(label_w + cell_w * i, f"{pct(value)} {mark}".rstrip(), fill, b))
         rows.append(HeatRow(school.name, school.school_id, 28 + r * cell_h, cells))
     return HeatMap(
         label_w + cell_w * len(HEAT_MEASURES),
@@ -244,7 +252,7 @@ def heat_map(comparison: Comparison) -> HeatMap:
         label_w,
         cell_w,
         cell_h,
-        [(fill, text) for fill, text in BANDS.values()],
+        [(fill, f"{mark} {text}".lstrip()) for fill, mark, text in BANDS.values()],
     )
 
 
@@ -266,3 +274,105 @@ def figures_cells(figures: Figures) -> list[str]:
 
 def school_cells(row: SchoolRow) -> list[str]:
     return figures_cells(row.figures)
+
+
+# ---- large charts and tables as markup -----------------------------------------------------------
+# An LA's pages draw hundreds of schools: these are built here, every value escaped, rather than
+# with template loops (several times faster at 400 schools, which the dashboard's budget needs).
+
+
+def _t(value: object) -> str:
+    return str(escape(value))
+
+
+def _markup(parts: list[str]) -> Markup:
+    """Join markup built above: every text or attribute value in it went through :func:`_t`
+    (numbers are formatted by Python and colours come from :data:`BANDS`)."""
+    return Markup("".join(parts))  # noqa: S704 - the values inside are escaped with _t
+
+
+def _short(name: str, limit: int = 38) -> str:
+    return name if len(name) <= limit else name[: limit - 1].rstrip() + "…"
+
+
+def bars_svg(bars: BarChart) -> Markup:
+    parts = [
+        f'<svg class="aw-chart" viewBox="0 0 {bars.width} {bars.height}" role="img" '
+        'aria-labelledby="bars-title bars-desc" data-testid="bars-chart">'
+        '<title id="bars-title">Attendance by school</title>'
+        '<desc id="bars-desc">One bar per school, highest attendance first; the vertical line is the '
+        "overall figure. The figures are in the table of schools.</desc>"
+    ]
+    h = bars.bar_height
+    for bar in bars.bars:
+        parts.append(
+            f'<text class="aw-chart__label" x="{bars.label_width - 8}" y="{bar.y + h - 3}" '
+            f'text-anchor="end">{_t(_short(bar.label))}</text>'
+            f'<rect class="aw-chart__bar" x="{bars.label_width}" y="{bar.y}" '
+            f'width="{bar.width}" height="{h}"/>'
+            f'<text class="aw-chart__label" x="{bars.label_width + bar.width + 4}" y="{bar.y + h - 3}">'
+            f"{_t(bar.value)}</text>"
+        )
+    if bars.reference_x is not None:
+        parts.append(
+            f'<line class="aw-chart__reference" x1="{bars.reference_x}" y1="0" '
+            f'x2="{bars.reference_x}" y2="{bars.height}"/>'
+        )
+    parts.append("</svg>")
+    return _markup(parts)
+
+
+def heat_svg(heat: HeatMap) -> Markup:
+    parts = [
+        f'<svg class="aw-chart" viewBox="0 0 {heat.width} {heat.height}" role="img" '
+        'aria-labelledby="heat-title heat-desc" data-testid="heat-chart">'
+        '<title id="heat-title">Schools by measure against national figures</title>'
+        '<desc id="heat-desc">A grid of schools by measure; each cell shows the school\'s figure and is '
+        "shaded by how it compares with the national figure for its phase. The figures are in the table "
+        "of schools.</desc>"
+    ]
+    for column in heat.columns:
+        parts.append(
+            f'<text class="aw-chart__label aw-chart__label--strong" x="{column.position}" y="18" '
+            f'text-anchor="middle">{_t(column.label)}</text>'
+        )
+    w, h = heat.cell_width, heat.cell_height
+    for row in heat.rows:
+        parts.append(
+            f'<text class="aw-chart__label" x="{heat.label_width - 8}" y="{row.y + h - 8}" '
+            f'text-anchor="end">{_t(_short(row.label))}</text>'
+        )
+        for cell in row.cells:
+            parts.append(
+                f'<rect class="aw-chart__cell" x="{cell.x}" y="{row.y}" width="{w}" height="{h}" '
+                f'fill="{cell.fill}"/><text class="aw-chart__value" x="{cell.x + w / 2}" '
+                f'y="{row.y + h - 8}" text-anchor="middle">{_t(cell.text)}</text>'
+            )
+    parts.append("</svg>")
+    return _markup(parts)
+
+
+def school_table_rows(comparison: Comparison, links: dict[int, str]) -> Markup:
+    """The rows of the table of schools; ``links``: school id -> its dashboard, where allowed."""
+    rows = []
+    numeric = '<td class="govuk-table__cell govuk-table__cell--numeric"'
+    for row in comparison.schools:
+        cells = figures_cells(row.figures)
+        name = _t(row.name)
+        if row.school_id in links:
+            name = f'<a class="govuk-link" href="{_t(links[row.school_id])}">{name}</a>'
+        last = pct(row.last_year.attendance) if row.last_year else "no data"
+        open_cases, referrals = row.casework.open_cases, row.casework.referrals
+        rows.append(
+            f'<tr class="govuk-table__row" data-testid="school-{row.school_id}">'
+            f'<th scope="row" class="govuk-table__header">{name}</th>'
+            f'<td class="govuk-table__cell">{_t(row.phase)}</td>'
+            f"{numeric}>{cells[0]}</td>"
+            f'{numeric} data-testid="attendance-{row.school_id}">{cells[1]}</td>'
+            f"{numeric}>{last}</td>"
+            f"{numeric}>{cells[2]}</td>{numeric}>{cells[3]}</td>{numeric}>{cells[4]}</td>"
+            f"{numeric}>{cells[5]}</td>"
+            f"{numeric}>{'x' if open_cases.suppressed else open_cases.value}</td>"
+            f"{numeric}>{'x' if referrals.suppressed else referrals.value}</td></tr>"
+        )
+    return _markup(rows)

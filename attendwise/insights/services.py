@@ -90,6 +90,16 @@ class NotVisible(LookupError):
     """The organisation does not exist or the current tenant may not see its figures."""
 
 
+_MEASURE_PROPERTY = {
+    "attendance": "attendance",
+    "absence": "absence",
+    "authorised": "authorised_rate",
+    "unauthorised": "unauthorised_rate",
+    "persistent": "persistent_rate",
+    "severe": "severe_rate",
+}
+
+
 # ---- the figures ---------------------------------------------------------------------------------
 
 
@@ -162,14 +172,7 @@ class Figures:
 
     def measure(self, key: str) -> float | None:
         """One of :data:`MEASURES` (or ``absence``) as a percentage."""
-        return {
-            "attendance": self.attendance,
-            "absence": self.absence,
-            "authorised": self.authorised_rate,
-            "unauthorised": self.unauthorised_rate,
-            "persistent": self.persistent_rate,
-            "severe": self.severe_rate,
-        }[key]
+        return getattr(self, _MEASURE_PROPERTY[key])
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -616,20 +619,35 @@ def refresh_all(session: Session, *, on: dt.date | None = None) -> list[RefreshR
 # ---- reading: comparisons ------------------------------------------------------------------------
 
 
-def schools_in_scope(session: Session, scope: Organisation) -> list[Organisation]:
-    """The schools a comparison covers: a trust's members, an LA's schools, or the school itself."""
+@dataclass(frozen=True)
+class SchoolInfo:
+    id: int
+    name: str
+    urn: str | None
+    phase: str | None
+
+
+def _school_ids(scope: Organisation) -> Any:
+    """The ids of the schools a comparison covers, as a subquery (one bound parameter, however
+    many schools): a trust's members, an LA's schools, or the school itself."""
     if scope.kind == OrgKind.SCHOOL:
-        return [scope]
-    if scope.kind not in (OrgKind.TRUST, OrgKind.LA):
-        return []
+        return select(Organisation.id).where(Organisation.id == scope.id)
     column = Organisation.trust_id if scope.kind == OrgKind.TRUST else Organisation.la_id
-    return list(
-        session.scalars(
-            select(Organisation)
-            .where(column == scope.id, Organisation.kind == OrgKind.SCHOOL, Organisation.active.is_(True))
-            .order_by(Organisation.name)
-        )
+    return select(Organisation.id).where(
+        column == scope.id, Organisation.kind == OrgKind.SCHOOL, Organisation.active.is_(True)
     )
+
+
+def schools_in_scope(session: Session, scope: Organisation) -> list[SchoolInfo]:
+    """The schools a comparison covers, by name."""
+    if scope.kind not in (OrgKind.SCHOOL, OrgKind.TRUST, OrgKind.LA):
+        return []
+    rows = session.execute(
+        select(Organisation.id, Organisation.name, Organisation.urn, Organisation.phase)
+        .where(Organisation.id.in_(_school_ids(scope)))
+        .order_by(Organisation.name)
+    ).all()
+    return [SchoolInfo(r.id, r.name, r.urn, r.phase) for r in rows]
 
 
 def _visible_scope(session: Session, scope_org_id: int) -> Organisation:
@@ -698,6 +716,7 @@ def comparison(
         suppress = not (scope.kind == OrgKind.SCHOOL and ctx.org_id == scope.id)
     schools = schools_in_scope(session, scope)
     ids = [s.id for s in schools]
+    in_scope = _school_ids(scope)
     ly = period + LAST_YEAR_SUFFIX
     with _reading(ids, scope):
         own = session.execute(
@@ -715,7 +734,7 @@ def comparison(
                 SchoolFigures.persistent,
                 SchoolFigures.severe,
             ).where(
-                SchoolFigures.org_id.in_(ids),
+                SchoolFigures.org_id.in_(in_scope),
                 SchoolFigures.period.in_((period, ly)),
                 SchoolFigures.breakdown == "all",
             )
@@ -723,7 +742,7 @@ def comparison(
         grouped = session.execute(
             select(SchoolFigures.breakdown, SchoolFigures.group, SchoolFigures.period, *_sum_columns())
             .where(
-                SchoolFigures.org_id.in_(ids),
+                SchoolFigures.org_id.in_(in_scope),
                 SchoolFigures.period.in_((period, ly)),
                 SchoolFigures.breakdown != "all",
             )
@@ -739,14 +758,14 @@ def comparison(
                 func.sum(SchoolWeek.authorised),
                 func.sum(SchoolWeek.unauthorised),
             )
-            .where(SchoolWeek.org_id.in_(ids))
+            .where(SchoolWeek.org_id.in_(in_scope))
             .group_by(SchoolWeek.academic_year, SchoolWeek.week_start)
             .order_by(SchoolWeek.week_start)
         ).all()
         casework = session.execute(
             select(
                 SchoolCasework.org_id, SchoolCasework.measure, SchoolCasework.key, SchoolCasework.pupils
-            ).where(SchoolCasework.org_id.in_(ids))
+            ).where(SchoolCasework.org_id.in_(in_scope))
         ).all()
 
     current: dict[int, Figures] = {}
@@ -766,6 +785,7 @@ def comparison(
     for org_id, measure, key, n in casework:
         case_rows[org_id].append((measure, key, int(n)))
 
+    previous = {k: v for k, v in previous.items() if v.pupils}  # no marks last year: no comparison
     rows = [
         SchoolRow(
             school_id=s.id,
@@ -803,7 +823,7 @@ def comparison(
 
 
 def _phase_rows(
-    schools: Sequence[Organisation], current: dict[int, Figures], previous: dict[int, Figures], suppress: bool
+    schools: Sequence[SchoolInfo], current: dict[int, Figures], previous: dict[int, Figures], suppress: bool
 ) -> list[GroupRow]:
     phases = sorted({s.phase or "Not recorded" for s in schools})
     if len(phases) < 2:
@@ -834,8 +854,11 @@ def _group_rows(grouped: Sequence[Any], period: str, suppress: bool) -> list[Gro
     now: dict[tuple[str, str], Figures] = {}
     before: dict[tuple[str, str], Figures] = {}
     for row in grouped:
-        target = now if row.period == period else before
-        target[(row.breakdown, row.group)] = _figures_of(row[3:])
+        figures = _figures_of(row[3:])
+        if row.period == period:
+            now[(row.breakdown, row.group)] = figures
+        elif figures.pupils:
+            before[(row.breakdown, row.group)] = figures
     years = sorted((k for b, k in now if b == "year"), key=_year_order)
     out = [
         GroupRow(

@@ -25,7 +25,7 @@ bp = Blueprint(
     __name__,
     template_folder="templates",
     static_folder="static",
-    static_url_path="/insights/static",
+    static_url_path="/static",
     url_prefix="/insights",
 )
 
@@ -60,7 +60,14 @@ def _page_context(comparison: services.Comparison) -> dict[str, object]:
         "pct": charts.pct,
         "figures_cells": charts.figures_cells,
         "national_for": charts.national_for,
-        "drill_down": {s.school_id for s in comparison.schools if ctx.can_read(s.school_id)},
+        "links": {
+            s.school_id: url_for("insights.school", school_id=s.school_id, period=comparison.period)
+            for s in comparison.schools
+            if ctx.can_read(s.school_id)
+        },
+        "bars_svg": charts.bars_svg,
+        "heat_svg": charts.heat_svg,
+        "school_table_rows": charts.school_table_rows,
     }
 
 
@@ -153,4 +160,4 @@ def register(app: Flask) -> None:
     register_nav(endpoint="insights.national", label="National figures", perm=Perm.PLATFORM_ADMIN, order=60)
 
 
-analysis_views.register(bp)
+analysis_views.register(bp)  # process measures, what works, the governors' report (once, at import)
