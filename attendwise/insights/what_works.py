@@ -57,7 +57,9 @@ DEFAULT_WEEKS = 6
 DEFAULT_BAND = 5.0
 HISTORY_BAND = 10.0
 MIN_GROUP = 20
-REPLICATES = 2000
+REPLICATES = 1000
+BATCH_CELLS = 4_000_000
+"""Replicates x rows per bootstrap batch (about 32 MB of weights)."""
 TOO_FEW = "Too few pupils to rely on"
 CAVEAT = (
     "This compares what happened to pupils; it does not show that the step caused the change. "
@@ -268,7 +270,7 @@ def analyse(
     for step in sorted(steps, key=lambda s: s.on):
         first[step.key].setdefault((step.school_id, step.pupil_id), step)
     rng = np.random.default_rng(seed)
-    settings = _Settings(weeks, band_width, min_group, replicates, max(offset, 1))
+    settings = _Settings(weeks, band_width, min_group, replicates)
     return [_analyse_key(key, first[key], schools, settings, rng) for key in sorted(first)]
 
 
@@ -278,15 +280,14 @@ class _Settings:
     band_width: float
     min_group: int
     replicates: int
-    pupils: int
 
 
-def _step_days(school: _School, firsts: dict[tuple[int, int], Step]) -> np.ndarray:
-    """Each pupil's first day of this step as an ordinal (a huge number when never)."""
+def _step_days(school: _School, steps: Sequence[Step]) -> np.ndarray:
+    """Each pupil's first day of this step (``steps`` are the school's) as an ordinal, or a huge number."""
     days = np.full(len(school.series.pupil_ids), np.iinfo(np.int64).max, dtype=np.int64)
-    for (school_id, pupil_id), step in firsts.items():
-        row = school.row.get(pupil_id)
-        if school_id == school.series.school_id and row is not None:
+    for step in steps:
+        row = school.row.get(step.pupil_id)
+        if row is not None:
             days[row] = step.on.toordinal()
     return days
 
@@ -309,7 +310,10 @@ def _analyse_key(
         span = _windows(school.series.weeks, step.on, n) if school else None
         if row is not None and span is not None:
             by_span[(school_id, *span)].append((row, pupil_id))
-    step_days = {sid: _step_days(schools[sid], firsts) for sid in {k[0] for k in by_span}}
+    of_school: dict[int, list[Step]] = defaultdict(list)
+    for step in firsts.values():
+        of_school[step.school_id].append(step)
+    step_days = {sid: _step_days(schools[sid], of_school[sid]) for sid in {k[0] for k in by_span}}
     for (school_id, pre_end, post_start), members in by_span.items():
         school = schools[school_id]
         before, ok_before = school.window(pre_end - n)
@@ -357,10 +361,9 @@ def _result(
     t = (t_stratum, t_before, t_after)
     c = (c_stratum, c_before, c_after)
     tb, ta, cb, ca, diff = _estimate(*t, np.ones(t_pupil.size), *c, np.ones(c_pupil.size), k)
-    boot = np.empty(settings.replicates)
-    for b in range(settings.replicates):
-        w = rng.poisson(1.0, settings.pupils).astype(float)
-        boot[b] = _estimate(*t, w[t_pupil], *c, w[c_pupil], k)[4]
+    boot = _bootstrap(
+        t_pupil, t_stratum, t_after - t_before, c_pupil, c_stratum, c_after - c_before, k, settings, rng
+    )
     boot = boot[~np.isnan(boot)]
     low, high = np.percentile(boot, [2.5, 97.5]).tolist() if boot.size else (None, None)
     return StepResult(
@@ -379,6 +382,62 @@ def _result(
         high,
         warning,
     )
+
+
+class _Grouped:
+    """One group's rows sorted by stratum, so per-stratum sums are one ``np.add.reduceat``."""
+
+    def __init__(self, pupil: np.ndarray, stratum: np.ndarray, change: np.ndarray) -> None:
+        order = np.argsort(stratum, kind="stable")
+        self.pupil, stratum, self.change = pupil[order], stratum[order], change[order]
+        self.starts = np.flatnonzero(np.r_[True, stratum[1:] != stratum[:-1]]) if stratum.size else stratum
+        self.strata = stratum[self.starts]
+
+    def sums(self, weights: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per replicate (rows of ``weights``) and stratum: the weight and the weighted change."""
+        w = weights[:, self.pupil]
+        total, weighted = np.zeros((w.shape[0], k)), np.zeros((w.shape[0], k))
+        if self.starts.size:
+            total[:, self.strata] = np.add.reduceat(w, self.starts, axis=1)
+            weighted[:, self.strata] = np.add.reduceat(w * self.change, self.starts, axis=1)
+        return total, weighted
+
+
+def _bootstrap(
+    t_pupil: np.ndarray,
+    t_stratum: np.ndarray,
+    t_change: np.ndarray,
+    c_pupil: np.ndarray,
+    c_stratum: np.ndarray,
+    c_change: np.ndarray,
+    k: int,
+    settings: _Settings,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """The difference in differences under Poisson(1) weights per pupil, for every replicate.
+
+    Only the pupils in either group get weights (renumbered compactly), and replicates are
+    computed in batches as matrices, so the cost is replicates x rows in numpy, not Python.
+    """
+    involved, inverse = np.unique(np.concatenate([t_pupil, c_pupil]), return_inverse=True)
+    treated = _Grouped(inverse[: t_pupil.size], t_stratum, t_change)
+    comparison = _Grouped(inverse[t_pupil.size :], c_stratum, c_change)
+    out = np.empty(settings.replicates)
+    rows = max(t_pupil.size + c_pupil.size, 1)
+    batch = max(1, min(settings.replicates, BATCH_CELLS // rows))
+    for first in range(0, settings.replicates, batch):
+        size = min(batch, settings.replicates - first)
+        weights = rng.poisson(1.0, (size, involved.size)).astype(float)
+        wt, st = treated.sums(weights, k)
+        wc, sc = comparison.sums(weights, k)
+        valid = (wt > 0) & (wc > 0)
+        diff = np.where(valid, st / np.where(valid, wt, 1.0) - sc / np.where(valid, wc, 1.0), 0.0)
+        share = np.where(valid, wt, 0.0)
+        total = share.sum(axis=1)
+        out[first : first + size] = np.where(
+            total > 0, (share * diff).sum(axis=1) / np.where(total > 0, total, 1.0), np.nan
+        )
+    return out
 
 
 def _estimate(
