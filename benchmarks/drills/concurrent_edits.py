@@ -20,6 +20,7 @@ the rest refused). Prints the counts, the conflicts, and the final state.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -29,6 +30,7 @@ import secrets
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -106,26 +108,27 @@ def seed(owner_url: str, clients: int, tasks: int) -> dict[str, Any]:
 
 
 def read_plan(client: httpx.Client, case_id: int, plan_id: int) -> dict[str, Any]:
-    response = client.get("/api/v1/casework/plans", params={"case_id": case_id, "page_size": 100})
+    response = client.get("/api/v1/casework/plans", params={"case_id": case_id, "per_page": 50})
     response.raise_for_status()
     return next(p for p in response.json()["items"] if p["id"] == plan_id)
 
 
 def read_task(client: httpx.Client, task_id: int, case_id: int) -> dict[str, Any]:
-    response = client.get("/api/v1/casework/tasks", params={"case_id": case_id, "page_size": 100})
+    response = client.get("/api/v1/casework/tasks", params={"case_id": case_id, "per_page": 50})
     response.raise_for_status()
     return next(t for t in response.json()["items"] if t["id"] == task_id)
 
 
-def signed_in(base: str, token: str, case_id: int) -> httpx.Client:
+@contextlib.contextmanager
+def signed_in(base: str, token: str, case_id: int) -> Iterator[httpx.Client]:
     """A client with the session cookie and the page's signed CSRF token (as a browser has)."""
-    client = httpx.Client(base_url=base, cookies={"aw_session": token}, timeout=120)
-    page = client.get(f"/cases/{case_id}")
-    page.raise_for_status()
-    found = CSRF_FIELD.search(page.text)
-    assert found, "the case page has no CSRF token"
-    client.headers["X-CSRFToken"] = found.group(1)
-    return client
+    with httpx.Client(base_url=base, cookies={"aw_session": token}, timeout=120) as client:
+        page = client.get(f"/cases/{case_id}")
+        page.raise_for_status()
+        found = CSRF_FIELD.search(page.text)
+        assert found, "the case page has no CSRF token"
+        client.headers["X-CSRFToken"] = found.group(1)
+        yield client
 
 
 def plan_editor(
