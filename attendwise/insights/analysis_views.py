@@ -4,7 +4,8 @@
 Every page covers the signed-in user's own organisation: a trust's or an LA's schools, or the
 school itself, with the same permission as the dashboards (``insights:read``) and the same
 small-group suppression outside the school. Each table downloads as CSV or XLSX with
-``?format=csv`` or ``?format=xlsx`` (formula-injection safe, :mod:`attendwise.insights.exports`).
+``?format=csv`` or ``?format=xlsx`` (formula-injection safe, :mod:`attendwise.insights.exports`);
+the dashboards' own tables download from ``/insights/export?table=schools|groups|weeks``.
 """
 
 from __future__ import annotations
@@ -108,6 +109,19 @@ def what_works_page() -> str | Response:
     )
 
 
+def export_table() -> Response:
+    """A dashboard table (``?table=schools|groups|weeks``) as CSV or XLSX (``?format=``)."""
+    tables = exports.comparison_tables(_comparison(_period()))
+    name = request.args.get("table", "")
+    if name not in tables:
+        abort(400, description=f"table: choose {', '.join(tables)}, not {name[:20]!r}")
+    if not request.args.get("format"):
+        abort(400, description="format: choose csv or xlsx")
+    download = _download(tables[name])
+    assert download is not None
+    return download
+
+
 def governors_report() -> Response:
     scope_id = _scope_id()
     period = _period("term")
@@ -129,4 +143,5 @@ def register(bp: Blueprint) -> None:
     guard = require_perm(Perm.INSIGHTS_READ)
     bp.add_url_rule("/process", "process", guard(process_page), methods=["GET"])
     bp.add_url_rule("/what-works", "what_works", guard(what_works_page), methods=["GET"])
+    bp.add_url_rule("/export", "export_table", guard(export_table), methods=["GET"])
     bp.add_url_rule("/governors-report.pdf", "governors_report", guard(governors_report), methods=["GET"])

@@ -6,6 +6,9 @@ formula (``=``, ``+``, ``-``, ``@``, tab or carriage return first, the OWASP CSV
 is written as text. In CSV it gets a leading apostrophe; in XLSX it is stored as a string cell
 with the "quote prefix" style, so Excel and LibreOffice show it and never evaluate it. Numbers
 stay numbers (a negative figure is not a formula).
+
+:func:`comparison_tables` turns a dashboard's comparison into its tables (schools, groups,
+weeks), so every table on the insights pages downloads the same way.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from typing import Any
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, TYPE_STRING
 from openpyxl.styles import Font
+
+from attendwise.insights.services import SUPPRESS_BELOW, SUPPRESSED, Comparison, Count, Figures
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CSV_MIME = "text/csv"
@@ -110,3 +115,74 @@ def to_xlsx(table: Table) -> bytes:
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
+
+
+# ---- the dashboards' tables ------------------------------------------------------------------------
+
+FIGURE_COLUMNS = (
+    "Pupils",
+    "Attendance (%)",
+    "Authorised absence (%)",
+    "Unauthorised absence (%)",
+    "Persistent absence (%)",
+    "Severe absence (%)",
+)
+
+
+def _figures(figures: Figures | None) -> list[Cell]:
+    """Pupils and each percentage (to 1 place); "x" where suppressed, empty where undefined."""
+    if figures is None:
+        return [None] * len(FIGURE_COLUMNS)
+    if figures.suppressed:
+        return [SUPPRESSED] * len(FIGURE_COLUMNS)
+    rates = [
+        figures.attendance,
+        figures.authorised_rate,
+        figures.unauthorised_rate,
+        figures.persistent_rate,
+        figures.severe_rate,
+    ]
+    return [figures.pupils, *(None if r is None else round(r, 1) for r in rates)]
+
+
+def _count(count: Count) -> Cell:
+    return SUPPRESSED if count.value is None else count.value
+
+
+def comparison_tables(comparison: Comparison) -> dict[str, Table]:
+    """The dashboard's tables (schools, groups, weeks) as :class:`Table` s, keyed by name."""
+    note = [f"{SUPPRESSED}: from fewer than {SUPPRESS_BELOW} pupils, not shown outside the school."]
+    period = f"{comparison.scope_name}, {comparison.period_label.lower()}"
+    last = "Attendance same period last year (%)"
+    schools = Table(
+        title=f"Schools: {period}",
+        columns=["School", "URN", "Phase", *FIGURE_COLUMNS, last, "Open cases", "Referrals this term"],
+        rows=[
+            [
+                s.name,
+                s.urn,
+                s.phase,
+                *_figures(s.figures),
+                _figures(s.last_year)[1],
+                _count(s.casework.open_cases),
+                _count(s.casework.referrals),
+            ]
+            for s in comparison.schools
+        ],
+        notes=note,
+    )
+    groups = Table(
+        title=f"Groups: {period}",
+        columns=["Breakdown", "Group", *FIGURE_COLUMNS, last],
+        rows=[
+            [g.breakdown, g.label, *_figures(g.figures), _figures(g.last_year)[1]] for g in comparison.groups
+        ],
+        notes=note,
+    )
+    weeks = Table(
+        title=f"Weeks: {comparison.scope_name}",
+        columns=["Week beginning", *FIGURE_COLUMNS, "Same school week last year: attendance (%)"],
+        rows=[[w.week_start, *_figures(w.figures), _figures(w.last_year)[1]] for w in comparison.weeks],
+        notes=note,
+    )
+    return {"schools": schools, "groups": groups, "weeks": weeks}

@@ -112,3 +112,33 @@ def test_an_unknown_download_format_is_refused_naming_it(
     response = client.get("/insights/process?format=pdf")
     assert response.status_code == 400
     assert "format: choose csv or xlsx, not &#39;pdf&#39;" in response.get_data(as_text=True)
+
+
+def test_the_dashboards_tables_download_with_the_figures_shown(
+    client, login, make_user, db_session, make_trust, make_school
+) -> None:
+    trust = build_trust(db_session, make_trust, make_school, names=(HOSTILE, "Vale Primary"))
+    login(make_user(trust, "trust_leader"))
+    response = client.get("/insights/export?table=schools&period=term&format=xlsx")
+    assert response.status_code == 200
+    sheet = load_workbook(io.BytesIO(response.data)).active
+    assert sheet is not None
+    header = [c.value for c in sheet[1]]
+    assert header[:4] == ["School", "URN", "Phase", "Pupils"]
+    rows = {r[0]: r for r in sheet.iter_rows(min_row=2, max_row=3, values_only=True)}
+    hill, vale = rows[HOSTILE], rows["Vale Primary"]
+    assert sheet["A2"].data_type == "s"
+    assert hill[3] == 30
+    assert vale[3] == 24
+    # 10 of 30 and 4 of 24 pupils miss one day in four: 91.7% and 95.8%, to one place.
+    assert hill[header.index("Attendance (%)")] == pytest.approx(100 - 10 * 25 / 30, abs=0.6)
+    assert vale[header.index("Persistent absence (%)")] == pytest.approx(100 * 4 / 24, abs=0.1)
+    weeks = client.get("/insights/export?table=weeks&period=term&format=csv")
+    lines = list(csv.reader(io.StringIO(weeks.data.decode("utf-8-sig"))))
+    assert lines[0][0] == "Week beginning"
+    assert lines[1][0] == "2026-08-31"
+    groups = client.get("/insights/export?table=groups&period=term&format=csv")
+    assert groups.status_code == 200
+    refused = client.get("/insights/export?table=pupils&format=csv")
+    assert refused.status_code == 400
+    assert "table: choose schools, groups, weeks, not &#39;pupils&#39;" in refused.get_data(as_text=True)
