@@ -611,11 +611,13 @@ def run_import(
     source: str,
     work: Callable[[], Outcome],
     user_id: int | None = None,
+    evaluate: bool = True,
 ) -> SyncRun:
     """Take the school's lock, run ``work`` in one transaction, and record the run either way.
 
     When any mark was created or changed, the school's pupils are evaluated against its policy
-    again (the casework evaluation job, queued to run after the commit).
+    again (the casework evaluation job, queued to run after the commit), unless ``evaluate`` is
+    false: the demo, whose casework replays the whole term after the imports.
     """
     with tenancy.tenant_context(school.id):
         run = start_run(session, school.id, connector=connector, source=source, user_id=user_id)
@@ -625,7 +627,7 @@ def run_import(
             outcome = work()
             finish_run(session, run, outcome)
             marks = outcome.detail.get("marks") or {}
-            if marks.get("created") or marks.get("updated"):
+            if evaluate and (marks.get("created") or marks.get("updated")):
                 jobs.enqueue(
                     EVALUATE_SCHOOL, school.id, org_id=school.id, queue="evaluation", session=session
                 )
