@@ -7,7 +7,7 @@ RQ may lose a job (Redis restart, a killed worker); the letter row never is. Eve
   :data:`STUCK_AFTER` — rendering has no outside effect, so doing it again is safe;
 * re-queues the send of emails ``rendered`` or ``retry`` whose send job is overdue (a bulk
   run's emails only once someone released them);
-* re-queues a bulk run whose job stopped (no progress for :data:`STUCK_AFTER`);
+* re-queues a bulk run whose job was lost or stopped (no progress for :data:`STUCK_AFTER`);
 * reconciles emails stuck in ``sending``: SMTP offers no way to ask whether a message was
   accepted, so such a letter is never resent automatically. It is marked ``failed`` with
   "delivery uncertain" and its Message-ID, for a person to check and resend
@@ -102,16 +102,15 @@ def sweep_school(now: str | None = None) -> dict[str, int]:
             )
             counts["uncertain"] += 1
     sync_tenant(session)
+    unfinished = [RunStatus.QUEUED.value, RunStatus.RENDERING.value]
     for run in session.scalars(
         select(LetterRun).where(
-            LetterRun.org_id == org_id,
-            LetterRun.status == RunStatus.RENDERING.value,
-            LetterRun.updated_at < stale,
+            LetterRun.org_id == org_id, LetterRun.status.in_(unfinished), LetterRun.updated_at < stale
         )
     ).all():
         requeued = session.execute(
             update(LetterRun)
-            .where(LetterRun.id == run.id, LetterRun.status == RunStatus.RENDERING.value)
+            .where(LetterRun.id == run.id, LetterRun.status.in_(unfinished), LetterRun.updated_at < stale)
             .values(status=RunStatus.QUEUED.value, updated_at=utcnow())
             .execution_options(synchronize_session=False)
         ).rowcount  # type: ignore[attr-defined]

@@ -184,28 +184,56 @@ def test_the_progress_fragment_polls_while_the_run_works(
     assert "still being made" in refused.get_data(as_text=True)
 
 
-def test_a_run_whose_job_died_is_picked_up_by_the_sweeper_and_finished(
-    db_session: Session, week: LetterSchool
+@pytest.mark.parametrize("status", [RunStatus.QUEUED, RunStatus.RENDERING])
+def test_a_run_whose_job_was_lost_or_died_is_finished_by_the_sweeper(
+    db_session: Session, week: LetterSchool, status: RunStatus
 ) -> None:
+    """A run left ``queued`` (Redis lost its job) or ``rendering`` (the worker died) half an
+    hour ago: no second run starts meanwhile, and the sweeper's job finishes it."""
     school = week.school
     with tenancy.tenant_context(school.id):
-        run_id = services.start_run(db_session, school.id, ON, user_id=None).id
-        # as if a worker took the run half an hour ago and died (its job is dropped unrun)
+        items = [
+            {
+                "task": w.task_id,
+                "pupil": w.pupil_id,
+                "case": w.case_id,
+                "template": w.template_key,
+                "pupil_name": w.pupil_name,
+            }
+            for w in services.week_letters(db_session, school.id, ON)
+            if w.problem is None
+        ]
+        run = LetterRun(
+            org_id=school.id,
+            week_start=ON - dt.timedelta(days=ON.weekday()),
+            status=status.value,
+            items=items,
+            total=len(items),
+            done=0,
+            failed=0,
+            errors=[],
+        )
+        db_session.add(run)
+        db_session.flush()
+        run_id = run.id
         db_session.execute(
             LetterRun.__table__.update()  # type: ignore[attr-defined]
             .where(LetterRun.id == run_id)
-            .values(status=RunStatus.RENDERING.value, updated_at=utcnow() - dt.timedelta(minutes=30))
+            .values(updated_at=utcnow() - dt.timedelta(minutes=30))
         )
-        assert services.start_run(db_session, school.id, ON, user_id=None).id == run_id  # no second run
+        assert services.start_run(db_session, school.id, ON, user_id=None).id == run_id
+        db_session.commit()
+        db_session.expire_all()
+        assert db_session.get_one(LetterRun, run_id).status == status  # no job ran
         assert jobs.sweep_school(utcnow().isoformat())["run"] == 1
         db_session.commit()  # the re-queued job runs now
         db_session.expire_all()
-        finished = db_session.get(LetterRun, run_id)
-        assert finished is not None
+        finished = db_session.get_one(LetterRun, run_id)
         assert finished.status == RunStatus.RENDERED
         assert finished.done == finished.total == 2
         statuses = [x.status for x in services.run_letters(db_session, school.id, run_id)]
         assert statuses == [LetterStatus.RENDERED] * 3
+        assert jobs.sweep_school((utcnow() + dt.timedelta(hours=1)).isoformat())["run"] == 0
 
 
 def test_another_schools_run_is_not_found(
