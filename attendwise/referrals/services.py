@@ -579,8 +579,14 @@ def assemble(session: Session, referral: Referral, on: dt.date) -> Bundle:
                 ]
             },
         )
+    wanted = {c["key"]: c["label"] for c in kind.checklist}
     for key, text in sorted(referral.supplied.items()):
-        add(key, "Supplied by the school", None, {"text": text})
+        add(
+            key,
+            f"{wanted.get(key, key.replace('_', ' ').capitalize())} (supplied by the school)",
+            None,
+            {"text": text},
+        )
     items.sort(key=lambda i: bundle_pdf.section_rank(i["section"]))
 
     checklist: list[ChecklistLine] = []

@@ -21,6 +21,7 @@ from attendwise.platform import audit
 from attendwise.platform.auth import Principal, current_principal, require_perm
 from attendwise.platform.db import db
 from attendwise.platform.web import register_nav
+from attendwise.referrals import bundle as bundle_pdf
 from attendwise.referrals import queries, services, webhooks
 from attendwise.referrals.models import (
     DecisionKind,
@@ -240,6 +241,7 @@ def _la_page(received: ReceivedReferral, error: str = "", status: int = 200) -> 
             "referrals/received.html",
             received=received,
             thread=queries.thread_for_received(db.session(), received),
+            section_labels=bundle_pdf.SECTION_LABELS,
             panel=panel,
             decisions=list(DecisionKind),
             officers=queries.officers(db.session(), principal),

@@ -12,7 +12,7 @@ from typing import Any
 from flask.testing import FlaskClient
 from pypdf import PdfReader
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload, undefer
 
 from attendwise.casework import services as case_services
 from attendwise.casework.models import Case, ContactChannel, ContactOutcome, SupportStatus
@@ -101,7 +101,12 @@ def _submit(session: Session, world: World) -> ReceivedReferral:
         services.sign_off(session, referral, user_id=world.champion.id, role_key="senior_attendance_champion")
         received_id = services.submit(session, referral, user_id=world.champion.id, on=SUBMIT_ON).id
     with tenancy.tenant_context(world.la.id):
-        return session.scalars(select(ReceivedReferral).where(ReceivedReferral.id == received_id)).one()
+        return session.scalars(
+            select(ReceivedReferral)
+            .where(ReceivedReferral.id == received_id)
+            .options(undefer(ReceivedReferral.bundle_pdf), selectinload(ReceivedReferral.items))
+            .execution_options(populate_existing=True)
+        ).one()
 
 
 def _pages(pdf: bytes) -> list[str]:
