@@ -1,7 +1,8 @@
 """Read helpers for casework pages and the API: the worklist and a case with everything on it.
 
-The worklist is one query (tasks with their pupils' names and their cases' stages joined), read as
-plain rows, however many cases the school has: no query and no ORM object per row.
+The worklist is three queries (the tasks, then their pupils' names and their cases' stages by
+primary key), read as plain rows, however many cases the school has: no query and no ORM object
+per row.
 """
 
 from __future__ import annotations
@@ -59,29 +60,28 @@ class Worklist:
 def worklist(
     session: Session, today: dt.date, *, user_id: int | None = None, role: str | None = None
 ) -> Worklist:
-    """Open tasks due by the end of this week, and steps waiting for sign-off, in one query.
+    """Open tasks due by the end of this week, and steps waiting for sign-off, in three queries.
 
     With ``user_id`` (and ``role``): only tasks assigned to that person or to their role.
+
+    The tasks, their pupils' names and their cases' stages are read by three statements (the
+    pupils and cases by primary key), not one join, so each table is read once whatever plan
+    PostgreSQL picks: joined, a planner without statistics (a bulk load before autovacuum has
+    run) chose nested loops that re-read the school's pupils for every task, 80 times slower.
     """
     week_end = today + dt.timedelta(days=6 - today.weekday())
-    forename = func.coalesce(Pupil.preferred_forename, Pupil.legal_forename)
-    surname = func.coalesce(Pupil.preferred_surname, Pupil.legal_surname)
     query = (
         select(
             Task.id,
             Task.case_id,
+            Task.pupil_id,
             Task.kind,
             Task.title,
             Task.due_on,
             Task.assignee_role,
             Task.needs_signoff,
             Task.signoff_decision,
-            forename,
-            surname,
-            Case.stage,
         )
-        .join(Pupil, Pupil.id == Task.pupil_id)
-        .outerjoin(Case, Case.id == Task.case_id)
         .where(Task.status == TaskStatus.OPEN, or_(Task.due_on <= week_end, Task.needs_signoff.is_(True)))
         .order_by(Task.due_on, Task.id)
     )
@@ -90,20 +90,37 @@ def worklist(
         if role is not None:
             mine.append((Task.assignee_role == role) & Task.assignee_user_id.is_(None))
         query = query.where(or_(*mine))
+    tasks = session.execute(query).all()
+    names = _pupil_names(session, {t.pupil_id for t in tasks})
+    stages = _case_stages(session, {t.case_id for t in tasks if t.case_id is not None})
     out = Worklist(today, week_end)
-    for tid, case_id, kind, title, due_on, role_, needs, decision, first, last, stage in session.execute(
-        query
-    ):
-        item = WorkItem(tid, case_id, kind, title, due_on, role_, f"{first} {last}", stage)
-        if needs and decision is None:
+    for t in tasks:
+        stage = stages.get(t.case_id) if t.case_id is not None else None
+        item = WorkItem(t.id, t.case_id, t.kind, t.title, t.due_on, t.assignee_role, names[t.pupil_id], stage)
+        if t.needs_signoff and t.signoff_decision is None:
             out.signoff.append(item)
-        elif due_on < today:
+        elif t.due_on < today:
             out.overdue.append(item)
-        elif due_on == today:
+        elif t.due_on == today:
             out.due_today.append(item)
         else:
             out.this_week.append(item)
     return out
+
+
+def _pupil_names(session: Session, pupil_ids: set[int]) -> dict[int, str]:
+    if not pupil_ids:
+        return {}
+    forename = func.coalesce(Pupil.preferred_forename, Pupil.legal_forename)
+    surname = func.coalesce(Pupil.preferred_surname, Pupil.legal_surname)
+    rows = session.execute(select(Pupil.id, forename, surname).where(Pupil.id.in_(pupil_ids)))
+    return {pid: f"{first} {last}" for pid, first, last in rows}
+
+
+def _case_stages(session: Session, case_ids: set[int]) -> dict[int, int]:
+    if not case_ids:
+        return {}
+    return dict(session.execute(select(Case.id, Case.stage).where(Case.id.in_(case_ids))).all())
 
 
 @dataclass
