@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,8 @@ import pytest
 from cryptography.fernet import Fernet
 from flask import Flask
 from flask.testing import FlaskClient
+from redis import Redis
+from rq import Queue
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -26,6 +29,7 @@ from attendwise.integrations import connectors, services
 from attendwise.integrations.cli import connectors_group
 from attendwise.integrations.models import ConnectorSettings, RunStatus, SyncRun
 from attendwise.platform import crypto, tenancy
+from attendwise.platform import jobs as platform_jobs
 from attendwise.platform.audit import AuditEvent
 from attendwise.tenants.models import Organisation
 from tests.conftest import csrf_token
@@ -335,6 +339,47 @@ def test_the_days_sync_counts_as_finished_once_a_run_after_its_time_has_ended(
     assert only_earlier == running == nothing_yet
     assert failed == connectors.DailySync(at=dt.time(18, 0), finished=True)
     assert switched_off is None
+
+
+@pytest.fixture
+def redis_queues(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Redis, str]]:
+    """Jobs go to Redis (db 14, a unique queue prefix) instead of running inline."""
+    prefix = f"test-{uuid.uuid4().hex[:8]}:"
+    monkeypatch.setitem(app.config, "REDIS_URL", "redis://127.0.0.1:6379/14")
+    monkeypatch.setitem(app.config, "JOBS_QUEUE_PREFIX", prefix)
+    monkeypatch.setitem(app.extensions["attendwise_jobs"], "redis", None)
+    conn = Redis.from_url("redis://127.0.0.1:6379/14")
+    yield conn, prefix
+    for name in platform_jobs.QUEUES:
+        Queue(prefix + name, connection=conn).delete(delete_jobs=True)
+    conn.close()
+
+
+def test_with_redis_the_scheduled_sync_is_an_rq_job_on_the_sync_queue(
+    db_session: Session, school: Organisation, server: WondeServer, redis_queues: tuple[Redis, str]
+) -> None:
+    conn, prefix = redis_queues
+    save(db_session, school, sync_at="07:00")
+    with tenancy.system_context("test: scheduler sweep"):
+        connectors.queue_due_syncs(db_session, dt.datetime(2026, 11, 3, 7, 5, tzinfo=dt.UTC))
+        db_session.commit()
+    sync_queue = Queue(prefix + "sync", connection=conn)
+
+    (job_id,) = sync_queue.job_ids
+    job = sync_queue.fetch_job(job_id)
+    assert job is not None
+    func, org_id, _actor, args, kwargs = job.args
+    assert (func, org_id, args, kwargs) == (
+        "attendwise.integrations.jobs.sync_school",
+        school.id,
+        (school.id,),
+        {},
+    )
+    assert job.timeout == connectors.SYNC_TIMEOUT
+    assert runs(db_session, school) == [], "nothing ran in the scheduler's process"
+    result = job.perform()  # what a worker does with it
+    assert result["status"] == "succeeded"
+    assert [r.status for r in runs(db_session, school)] == [RunStatus.SUCCEEDED]
 
 
 def test_a_disabled_connection_is_never_synced_on_schedule(
