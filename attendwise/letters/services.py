@@ -800,7 +800,13 @@ def render_run(
             if letter.run_id != run.id or letter.status not in (LetterStatus.QUEUED, LetterStatus.RENDERING):
                 continue  # an earlier run (or the single-letter job) made it
             letter.status = LetterStatus.RENDERING.value
-            html = render.render_html(_letter_source(session, letter), letter.context)
+            try:
+                html = render.render_html(_letter_source(session, letter), letter.context)
+            except (render.LetterTemplateError, LetterError) as exc:
+                letter.status = LetterStatus.FAILED.value
+                letter.error = f"could not render: {exc}"[:500]
+                fail(index, f"could not render: {exc}")
+                continue
             left[index] += 1
             pending.append(_Pending(index, letter.id, html, pool.submit(html, css, assets)))
             while len(pending) > 2 * pool.size:

@@ -260,3 +260,55 @@ def test_read_only_staff_cannot_run_letters(
 ) -> None:
     login(make_user(week.school, "school_staff"))
     assert client.get("/letters/week").status_code == 403
+
+
+def test_a_letter_that_cannot_be_rendered_fails_alone_and_the_run_says_which(
+    db_session: Session,
+    client: FlaskClient,
+    week: LetterSchool,
+    make_user: Callable,
+    login: Callable,
+) -> None:
+    """A run resumed after the school's template version it was queued with went missing:
+    that letter fails with the reason, the others are made, and the run page lists it."""
+    school = week.school
+    with tenancy.tenant_context(school.id):
+        [sal1] = [
+            w for w in services.week_letters(db_session, school.id, ON) if w.template_key == "dothill-sal1"
+        ]
+        [letter_id] = services.queue_letter(
+            db_session,
+            school.id,
+            week.pupil.id,
+            "dothill-sal1",
+            None,
+            [week.mother_id],
+            channel="email",
+            idempotency_key=f"task-{sal1.task_id}",
+            on=ON,
+            enqueue_render=False,
+        )
+        letter = db_session.get_one(Letter, letter_id)
+        letter.template_version = 99
+        run = services.start_run(db_session, school.id, ON, user_id=None)
+        letter.run_id = run.id
+        db_session.commit()  # the run's job runs now
+        db_session.expire_all()
+        run = db_session.get_one(LetterRun, run.id)
+        assert run.status == RunStatus.RENDERED
+        assert run.failed == 1
+        assert run.errors == [
+            "Pupil1 Family1 (dothill-sal1): could not render: version 99 of 'dothill-sal1' is missing"
+        ]
+        statuses = sorted(
+            (x.template_key, x.status) for x in services.run_letters(db_session, school.id, run.id)
+        )
+        assert statuses == [
+            ("dothill-final-warning", "rendered"),
+            ("dothill-final-warning", "rendered"),
+            ("dothill-sal1", "failed"),
+        ]
+    login(make_user(school, "attendance_officer"))
+    page = client.get(f"/letters/runs/{run.id}").get_data(as_text=True)
+    assert "Some letters could not be made" in page
+    assert "version 99 of &#39;dothill-sal1&#39; is missing" in page
