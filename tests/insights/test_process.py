@@ -16,12 +16,14 @@ from attendwise.casework.jobs import evaluate_on
 from attendwise.casework.models import ContactChannel, ContactOutcome, Task, TaskStatus
 from attendwise.casework.queries import CaseHistory, open_case_for_pupil
 from attendwise.insights import process
+from attendwise.insights import services as insights_services
 from attendwise.insights.process import SchoolActivity, gather, measure
 from attendwise.insights.services import schools_in_scope
 from attendwise.platform import tenancy
 from attendwise.tenants.models import Organisation
 from tests.casework.conftest import build_school
 from tests.insights.analysis_data import build_trust
+from tests.platform.account_fixtures import enrol_from_setup_page
 
 D = dt.date
 START, END = D(2026, 9, 1), D(2026, 12, 18)
@@ -181,3 +183,24 @@ def test_a_school_sees_its_own_small_figures(
     cells = re.findall(r'<td class="[^"]*">([^<]*)</td>', table[table.index("Vale Primary") :])
     assert cells[5] == "4"
     assert "Hill Primary" not in html
+
+
+def test_an_la_officer_sees_its_schools_process_measures_as_aggregates(
+    client, login, make_user, db_session: Session, make_la, make_school
+) -> None:
+    la = make_la(name="Dorset Council")
+    built = build_school(db_session, make_school(la=la, name="Hill Primary"), pupils=12, absent_pupils=6)
+    with tenancy.tenant_context(built.school.id):
+        for friday in (D(2026, 9, 25), D(2026, 10, 2)):
+            evaluate_on(db_session, built.school.id, friday)
+        insights_services.refresh(db_session, built.school.id, on=D(2026, 11, 20))
+    login(make_user(la, "la_attendance_officer"))
+    enrol_from_setup_page(client, "/auth/mfa/setup")
+    response = client.get("/insights/process?period=term")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    table = html[html.index('data-testid="process-table"') :]
+    cells = re.findall(r'<td class="[^"]*">([^<]*)</td>', table[table.index("Hill Primary") :])
+    assert cells[0] == "6"  # cases opened
+    assert cells[5] == "6"  # persistent absentees
+    assert "Pupil1 " not in html  # no pupil's name reaches the LA
