@@ -91,17 +91,17 @@ def worklist(
             mine.append((Task.assignee_role == role) & Task.assignee_user_id.is_(None))
         query = query.where(or_(*mine))
     tasks = session.execute(query).all()
-    names = _pupil_names(session, {t.pupil_id for t in tasks})
-    stages = _case_stages(session, {t.case_id for t in tasks if t.case_id is not None})
+    names = _pupil_names(session, {row[2] for row in tasks})
+    stages = _case_stages(session, {row[1] for row in tasks if row[1] is not None})
     out = Worklist(today, week_end)
-    for t in tasks:
-        stage = stages.get(t.case_id) if t.case_id is not None else None
-        item = WorkItem(t.id, t.case_id, t.kind, t.title, t.due_on, t.assignee_role, names[t.pupil_id], stage)
-        if t.needs_signoff and t.signoff_decision is None:
+    for tid, case_id, pupil_id, kind, title, due_on, role_, needs, decision in tasks:
+        stage = stages.get(case_id) if case_id is not None else None
+        item = WorkItem(tid, case_id, kind, title, due_on, role_, names[pupil_id], stage)
+        if needs and decision is None:
             out.signoff.append(item)
-        elif t.due_on < today:
+        elif due_on < today:
             out.overdue.append(item)
-        elif t.due_on == today:
+        elif due_on == today:
             out.due_today.append(item)
         else:
             out.this_week.append(item)
