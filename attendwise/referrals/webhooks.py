@@ -189,7 +189,8 @@ def _attempt(endpoint: WebhookEndpoint, delivery: WebhookDelivery) -> tuple[int 
     except httpx.HTTPError as exc:
         return None, round((time.perf_counter() - started) * 1000), f"{type(exc).__name__}: {exc}"[:500]
     duration = round((time.perf_counter() - started) * 1000)
-    error = "" if response.is_success else f"HTTP {response.status_code}: {response.text[:200]}"
+    answer = response.text.strip()[:200]
+    error = "" if response.is_success else f"HTTP {response.status_code}" + (f": {answer}" if answer else "")
     return response.status_code, duration, error
 
 

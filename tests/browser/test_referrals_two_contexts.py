@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pyotp
 import pytest
@@ -26,8 +28,8 @@ from sqlalchemy.orm import Session
 from attendwise.attendance import queries
 from attendwise.letters import render
 from attendwise.platform import tenancy
-from attendwise.referrals import services
-from attendwise.referrals.models import PenaltyNotice
+from attendwise.referrals import services, webhooks
+from attendwise.referrals.models import PenaltyNotice, WebhookEvent
 from attendwise.referrals.penalty import NoticeStatus
 from attendwise.tenants.models import Organisation, User
 from tests.browser.conftest import ROOT, LiveServer, PageProblems
@@ -247,8 +249,100 @@ def test_school_and_la_officer_take_a_penalty_notice_request_to_a_refused_third_
     assert_accessible(officer_page)
     _shot(officer_page, "la-third-notice-refused")
 
+    officer_page.goto("/referrals/overview")
+    expect(officer_page.get_by_test_id("concluded")).to_have_text("1")
+    expect(officer_page.get_by_test_id("by-school")).to_contain_text("1 (100%)")
+    assert_accessible(officer_page)
+    _shot(officer_page, "la-overview")
+
     # -- the school sees the outcome on its referral
     school_page.goto(referral_url)
     expect(school_page.get_by_test_id("referral-status")).to_have_text("Decided")
     expect(school_page.get_by_text("Decision: Penalty notice issued")).to_be_visible()
     assert_accessible(school_page)
+
+
+class _FlakyReceiver(BaseHTTPRequestHandler):
+    """The LA's case-management system: down for the first two attempts, then accepting."""
+
+    calls: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).calls.append(self.headers["Attendwise-Signature"])
+        self.send_response(503 if len(type(self).calls) <= 2 else 204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def receiver_url() -> Iterator[str]:
+    _FlakyReceiver.calls = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FlakyReceiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hooks"
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_la_administrator_sets_the_code_of_conduct_a_kind_and_a_webhook(
+    page: Any,
+    live_server: LiveServer,
+    receiver_url: str,
+    assert_accessible: Callable[[Any], None],
+) -> None:
+    school = live_server.make_school()
+    la = live_server.setup(lambda s: s.get_one(Organisation, s.get_one(Organisation, school.id).la_id))
+    admin = live_server.make_user([(la, "la_admin")], display_name="Ash Admin")
+    _sign_in_with_totp(page, admin)
+
+    page.goto("/referrals/settings")
+    page.get_by_label("Improvement period after a notice to improve (school days)").fill("14")
+    page.get_by_role("button", name="Save code of conduct").click()
+    expect(page.get_by_test_id("error")).to_contain_text("must be between 15 and 30, not 14")
+    page.get_by_label("Improvement period after a notice to improve (school days)").fill("20")
+    page.get_by_label("Team mailbox for new and overdue referrals").fill("attendance@la.example.test")
+    page.get_by_role("button", name="Save code of conduct").click()
+    expect(page.get_by_test_id("saved")).to_be_visible()
+    assert_accessible(page)
+    _shot(page, "la-settings")
+
+    page.get_by_role("link", name="Penalty notice request").click()
+    page.get_by_label("Service level (working days)").fill("15")
+    page.get_by_label("Weeks, item 2").fill("12")
+    page.get_by_role("button", name="Save referral kind").click()
+    expect(page.get_by_test_id("saved")).to_be_visible()
+    expect(page.get_by_label("Weeks, item 2")).to_have_value("12")
+    assert_accessible(page)
+
+    page.goto("/referrals/webhooks")
+    page.get_by_label("Address (https)").fill(receiver_url)
+    page.get_by_label("Description (optional)").fill("Case-management system")
+    page.get_by_role("button", name="Add endpoint").click()
+    expect(page.get_by_test_id("webhook-secret")).to_contain_text("whsec_")
+    assert_accessible(page)
+
+    def send_and_retry(session: Session) -> None:
+        with tenancy.tenant_context(la.id):
+            webhooks.emit(session, la.id, WebhookEvent.REFERRAL_STATUS_CHANGED, {"referral_id": 1})
+            now = dt.datetime.now(dt.UTC)
+            for _ in range(3):
+                webhooks.deliver_due(session, now)
+                now = now + dt.timedelta(hours=1)
+
+    live_server.setup(send_and_retry)
+    page.get_by_role("link", name=receiver_url).click()
+    expect(page.get_by_test_id("attempt")).to_have_count(3)
+    expect(page.get_by_test_id("delivery-status")).to_have_text("Delivered")
+    assert [a.inner_text().split("\t")[1] for a in page.get_by_test_id("attempt").all()] == [
+        "503",
+        "503",
+        "204",
+    ]
+    assert len(_FlakyReceiver.calls) == 3
+    assert_accessible(page)
+    _shot(page, "la-webhook-attempts")
