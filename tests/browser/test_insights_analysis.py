@@ -49,7 +49,11 @@ def test_a_trust_leader_reads_process_measures_and_what_works(
     trust = live_server.setup(_seed(live_server.next_id()))
     sign_in(live_server.make_user([(trust, "trust_leader")], display_name="Tara Trust"))
 
-    page.goto(f"{live_server.url}/insights/process?period=term")
+    page.goto(f"{live_server.url}/insights/?period=term")
+    with page.expect_download() as schools:
+        page.get_by_test_id("dashboard-downloads").get_by_role("link", name="CSV file of schools").click()
+    assert schools.value.suggested_filename.startswith("schools-chalk-downs-learning-trust")
+    page.get_by_role("link", name="Process measures").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("How each school follows its process")
     table = page.get_by_test_id("process-table")
     expect(table.get_by_role("row", name="Hill Primary")).to_contain_text("10")
