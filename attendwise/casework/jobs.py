@@ -207,6 +207,7 @@ def evaluate_school(org_id: int, on: str | None = None, scheduled_id: int | None
     day = dt.date.fromisoformat(on) if on else attendance_queries.today()
     session = db.session()
     outcome = evaluate_on(session, org_id, day)
+    enqueue("attendwise.insights.jobs.refresh_school", org_id, day.isoformat(), org_id=org_id)
     if scheduled_id is not None:
         run = session.get(ScheduledEvaluation, scheduled_id)
         if run is not None:
