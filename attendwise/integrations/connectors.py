@@ -229,7 +229,9 @@ def request_sync(
     if settings is None or settings.token_encrypted is None:
         raise NotConnected("Set up the school's Wonde connection first")
     busy = running_run(session, school.id)
-    if busy is not None:
+    if busy is not None and busy.started_at.replace(tzinfo=busy.started_at.tzinfo or dt.UTC) > (
+        utcnow() - services.STALE_AFTER
+    ):
         raise services.SyncInProgress(services.in_progress(busy))
     audit.record(
         session,

@@ -135,6 +135,7 @@ class Run:
 
 def runs(session: Session, school: Organisation) -> list[Run]:
     """The school's runs, oldest first, read now (the rows expire when a sync commits)."""
+    session.expire_all()  # a sync job's own session may have changed rows this one holds
     with tenancy.tenant_context(school.id):
         rows = session.scalars(select(SyncRun).where(SyncRun.org_id == school.id).order_by(SyncRun.id))
         return [Run(r.id, r.status, r.connector, r.source, r.created, r.updated) for r in rows]
@@ -436,6 +437,22 @@ def test_sync_now_without_a_connection_or_during_a_sync_is_refused_with_the_reas
     assert "a ctf sync of this school has been running since" in busy.get_data(as_text=True)
     assert server.state.requests == []
     assert len(runs(db_session, school)) == 1
+
+
+def test_sync_now_is_not_held_up_by_a_run_whose_process_died(
+    admin_client: FlaskClient, db_session: Session, school: Organisation, server: WondeServer
+) -> None:
+    save(db_session, school)
+    with tenancy.tenant_context(school.id):
+        dead = services.start_run(db_session, school.id, connector="wonde", source=SCHOOL)
+        dead.started_at = dead.started_at - services.STALE_AFTER - dt.timedelta(minutes=5)
+        db_session.commit()
+    token = csrf_token(admin_client, "/integrations")
+
+    started = admin_client.post("/integrations/sync", data={"csrf_token": token})
+
+    assert started.status_code == 303
+    assert [r.status for r in runs(db_session, school)] == [RunStatus.FAILED, RunStatus.SUCCEEDED]
 
 
 def test_a_failed_sync_is_shown_with_its_reason_and_retried(
