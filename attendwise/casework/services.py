@@ -1101,6 +1101,43 @@ def record_letter_delivered(session: Session, event: LetterDelivered) -> None:
         at=event.at,
     )
     session.flush()
+    _complete_letter_task(session, case, event, how)
+
+
+def _complete_letter_task(session: Session, case: Case, event: LetterDelivered, how: str) -> None:
+    """The case's open letter task that asked for this letter (its ``template`` param) is done,
+    the one due first, with a completion note naming the letter, as "letters posted" would.
+
+    A letter that goes to each parent separately completes one task, not one per copy: a copy
+    of the same letter already logged on the case that day means its task is already done."""
+    day = event.at.replace(hour=0, minute=0, second=0, microsecond=0)
+    copy_logged = select(ContactLog.id).where(
+        ContactLog.case_id == case.id,
+        ContactLog.channel == ContactChannel.LETTER,
+        ContactLog.letter_id != event.letter_id,
+        ContactLog.note.startswith(f"Letter {event.template_key} sent ", autoescape=True),
+        ContactLog.occurred_at >= day,
+        ContactLog.occurred_at < day + dt.timedelta(days=1),
+    )
+    if session.scalar(copy_logged.limit(1)) is not None:
+        return
+    open_letters = session.scalars(
+        select(Task)
+        .where(Task.case_id == case.id, Task.kind == TaskKind.LETTER, Task.status == TaskStatus.OPEN)
+        .order_by(Task.due_on, Task.id)
+    )
+    task = next(
+        (
+            t
+            for t in open_letters
+            if (t.params or {}).get("template") == event.template_key and not t.waiting_for_signoff
+        ),
+        None,
+    )
+    if task is None:
+        return
+    note = f"Letter {event.template_key} (letter {event.letter_id}) sent {how} to {event.recipient_name}"
+    complete_tasks(session, [task], by_user_id=None, note=note)
 
 
 MINUTES_LETTER = "casework-meeting-minutes"

@@ -15,7 +15,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from attendwise.casework import services
-from attendwise.casework.models import ContactChannel, ContactLog, Meeting, MeetingStatus, TimelineEntry
+from attendwise.casework.models import (
+    ContactChannel,
+    ContactLog,
+    Meeting,
+    MeetingStatus,
+    Task,
+    TaskKind,
+    TaskStatus,
+    TimelineEntry,
+)
 from attendwise.letters import hooks, jobs
 from attendwise.letters import services as letters
 from attendwise.letters.models import Letter, LetterStatus
@@ -248,3 +257,117 @@ def test_staff_who_cannot_send_letters_cannot_send_minutes(
         f"/meetings/{meeting_id}/minutes/send", data={"csrf_token": csrf_token(client, page)}
     )
     assert response.status_code == 403
+
+
+def _letter_task(session: Session, case_id: int) -> Task:
+    return session.scalars(
+        select(Task).where(Task.case_id == case_id, Task.kind == TaskKind.LETTER).order_by(Task.id)
+    ).first()  # type: ignore[return-value]
+
+
+def test_sending_the_letter_a_task_asked_for_completes_that_task_once(
+    db_session: Session, case_with_parents: CaseWithParents, smtp: Received
+) -> None:
+    school, case = case_with_parents.school, case_with_parents.case
+    with tenancy.tenant_context(school.id):
+        task = _letter_task(db_session, case.id)
+        template = task.params["template"]
+        # The same letter asked for again later (a second open task for the same template).
+        later = Task(
+            case_id=case.id,
+            pupil_id=case.pupil_id,
+            kind=TaskKind.LETTER,
+            title=task.title,
+            params=dict(task.params),
+            due_on=task.due_on + dt.timedelta(days=14),
+            assignee_role="attendance_officer",
+        )
+        db_session.add(later)
+        db_session.flush()
+        task_id, later_id = task.id, later.id
+
+        # Another letter about the pupil completes nothing.
+        letters.queue_letter(
+            db_session,
+            school.id,
+            case.pupil_id,
+            "spetisbury-stage-3" if template != "spetisbury-stage-3" else "spetisbury-stage-1",
+            None,
+            [case_with_parents.mother_id],
+            case_id=case.id,
+            channel="email",
+            on=ON,
+        )
+        db_session.commit()
+        assert len(smtp.messages) == 1
+        db_session.expire_all()
+        assert db_session.get(Task, task_id).status == TaskStatus.OPEN  # type: ignore[union-attr]
+
+        # The letter the task asked for, to both parents: one emailed, one posted the same day.
+        [emailed] = letters.queue_letter(
+            db_session,
+            school.id,
+            case.pupil_id,
+            template,
+            None,
+            [case_with_parents.mother_id],
+            case_id=case.id,
+            channel="email",
+            on=ON,
+        )
+        [posted] = letters.queue_letter(
+            db_session,
+            school.id,
+            case.pupil_id,
+            template,
+            None,
+            [case_with_parents.father_id],
+            case_id=case.id,
+            channel="post",
+            on=ON,
+        )
+        db_session.commit()
+        db_session.expire_all()
+        done = db_session.get(Task, task_id)
+        assert done is not None
+        assert done.status == TaskStatus.DONE
+        assert done.completion_note == (
+            f"Letter {template} (letter {emailed}) sent by email to Ms Jane Family1"
+        )
+        assert done.completed_at is not None
+
+        batch = letters.print_batch(db_session, school.id, [posted])
+        letters.mark_posted(
+            db_session, school.id, batch, posted_on=ON, certificate_of_posting="CoP 9", user_id=None
+        )
+        db_session.commit()
+        # The father's copy is the same letter: the later task stays open.
+        db_session.expire_all()
+        assert db_session.get(Task, later_id).status == TaskStatus.OPEN  # type: ignore[union-attr]
+
+        # A repeated delivery notice completes nothing more.
+        letter = db_session.get(Letter, emailed)
+        assert letter is not None
+        hooks.delivered(
+            db_session,
+            hooks.LetterDelivered(
+                org_id=school.id,
+                letter_id=emailed,
+                pupil_id=case.pupil_id,
+                case_id=case.id,
+                template_key=template,
+                channel="email",
+                recipient_name=letter.recipient_name,
+                recipient_contact_id=letter.recipient_contact_id,
+                at=letter.sent_at or ON,
+            ),
+        )
+        db_session.commit()
+        db_session.expire_all()
+        assert db_session.get(Task, later_id).status == TaskStatus.OPEN  # type: ignore[union-attr]
+        done_lines = db_session.scalars(
+            select(TimelineEntry.body).where(
+                TimelineEntry.case_id == case.id, TimelineEntry.kind == "task_done"
+            )
+        ).all()
+        assert done_lines == [done.completion_note]
