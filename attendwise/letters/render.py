@@ -49,6 +49,7 @@ DEFAULTS = TEMPLATES / "defaults"
 ASSET_SCHEME = "aw-asset"
 PDF_VARIANT = "pdf/a-3b"
 DEFAULT_TIMEOUT = 30.0  # seconds per render
+STARTUP_TIMEOUT = 120.0  # seconds for a new render process to load WeasyPrint and the fonts
 DEFAULT_MEMORY = 1536 * 1024 * 1024  # bytes of address space for the render process
 _KEY = re.compile(r"[a-z0-9][a-z0-9-]{0,79}")
 
@@ -216,6 +217,11 @@ def child_main(memory_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     requests, replies = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write into the reply stream
+    import weasyprint  # noqa: F401 - loaded before the first letter's clock starts
+
+    _STYLESHEETS.fonts()
+    pickle.dump(("ready", None), replies, protocol=pickle.HIGHEST_PROTOCOL)
+    replies.flush()
     while True:
         try:
             html, css, assets = pickle.load(requests)  # noqa: S301 - from our own parent process
@@ -245,14 +251,27 @@ class Renderer:
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def _start(self) -> subprocess.Popen[bytes]:
+        """The running child, or a new one once it has said it is ready: its start-up (an
+        interpreter, WeasyPrint, the fonts) does not count against a letter's time limit."""
         if self._process is None or self._process.poll() is not None:
             self.close()
-            self._process = subprocess.Popen(  # noqa: S603 - our own module, no shell
+            process = self._process = subprocess.Popen(  # noqa: S603 - our own module, no shell
                 [sys.executable, "-m", "attendwise.letters.render_child", str(self.memory_bytes)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 close_fds=True,
             )
+            assert process.stdout is not None
+            try:
+                ready, _, _ = select.select([process.stdout], [], [], STARTUP_TIMEOUT)
+                hello = pickle.load(process.stdout) if ready else None  # noqa: S301 - our own child
+            except (EOFError, OSError, pickle.UnpicklingError):
+                hello = None
+            if hello != ("ready", None):
+                self.close()
+                raise RenderError(
+                    "the render process could not start (memory limit, or the machine is overloaded)"
+                )
         return self._process
 
     def render(self, html: str, css: str, assets: Mapping[str, Asset]) -> bytes:

@@ -296,7 +296,7 @@ def test_a_letter_that_cannot_be_rendered_fails_alone_and_the_run_says_which(
         db_session.expire_all()
         run = db_session.get_one(LetterRun, run.id)
         assert run.status == RunStatus.RENDERED
-        assert run.failed == 1
+        assert run.failed == 1, run.errors
         assert run.errors == [
             "Pupil1 Family1 (dothill-sal1): could not render: version 99 of 'dothill-sal1' is missing"
         ]
