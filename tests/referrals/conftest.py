@@ -46,9 +46,7 @@ class World:
     champion: User
 
 
-def school_with_pupil(
-    session: Session, school: Organisation, estab: int, absent: bool
-) -> tuple[Pupil, Case]:
+def school_with_pupil(session: Session, school: Organisation, estab: int, absent: bool) -> tuple[Pupil, Case]:
     with tenancy.tenant_context(school.id):
         attendance_services.set_school_calendar(session, school.id, 2026, HALF_TERMS_2026, [])
         upn = make_upn(1, estab=estab)
