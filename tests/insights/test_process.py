@@ -176,7 +176,8 @@ def test_a_school_sees_its_own_small_figures(
 ) -> None:
     trust = build_trust(db_session, make_trust, make_school)
     with tenancy.system_context("test: the smaller school"):
-        vale = next(s for s in schools_in_scope(db_session, trust) if s.name == "Vale Primary")
+        info = next(s for s in schools_in_scope(db_session, trust) if s.name == "Vale Primary")
+        vale = db_session.get_one(Organisation, info.id)
     login(make_user(vale, "senior_attendance_champion"))
     html = client.get("/insights/process?period=term").get_data(as_text=True)
     table = html[html.index('data-testid="process-table"') :]
