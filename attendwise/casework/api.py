@@ -18,7 +18,8 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from attendwise.casework import services
+from attendwise.attendance import queries as attendance_queries
+from attendwise.casework import case_view, services
 from attendwise.casework.models import (
     ActionPlan,
     Case,
@@ -202,6 +203,53 @@ class ActionPlanCreateSchema(Schema):
     review_period_weeks = fields.Integer(load_default=None)
 
 
+class TimelineEntrySchema(Schema):
+    id = fields.Integer()
+    occurred_at = fields.DateTime()
+    kind = fields.String(metadata={"description": "e.g. stage_change, task, contact, meeting, letter."})
+    title = fields.String()
+    body = fields.String()
+    by_user_id = fields.Integer(allow_none=True, metadata={"description": "None: Attendwise itself."})
+    object_type = fields.String(allow_none=True, metadata={"description": "task, contact, meeting, plan..."})
+    object_id = fields.Integer(allow_none=True)
+    corrects_id = fields.Integer(
+        allow_none=True, metadata={"description": "For a correction: the entry it corrects."}
+    )
+
+
+class HouseholdCaseSchema(Schema):
+    id = fields.Integer()
+    episode = fields.Integer()
+    open = fields.Boolean()
+    stage = fields.Integer()
+    stage_name = fields.String()
+
+
+class HouseholdMemberSchema(Schema):
+    at_this_school = fields.Boolean(attribute="sibling.at_this_school")
+    pupil_id = fields.Integer(
+        attribute="sibling.pupil_id",
+        allow_none=True,
+        metadata={"description": "None for a sibling at another school (only their headline is shown)."},
+    )
+    name = fields.String(attribute="sibling.name", allow_none=True)
+    year_group = fields.String(attribute="sibling.year_group", allow_none=True)
+    attendance_pct = fields.Float(attribute="sibling.attendance_pct", allow_none=True)
+    persistent = fields.Boolean(attribute="sibling.persistent")
+    severe = fields.Boolean(attribute="sibling.severe")
+    period_name = fields.String(attribute="sibling.period_name")
+    case = fields.Nested(
+        HouseholdCaseSchema,
+        allow_none=True,
+        metadata={"description": "The sibling's latest case at this school, if any."},
+    )
+
+
+class HouseholdSchema(Schema):
+    case_id = fields.Integer()
+    members = fields.List(fields.Nested(HouseholdMemberSchema))
+
+
 def _page_schema(item: type[Schema], name: str) -> type[Schema]:
     return Schema.from_dict(
         {
@@ -219,6 +267,7 @@ TaskPageSchema = _page_schema(TaskSchema, "TaskPageSchema")
 ContactLogPageSchema = _page_schema(ContactLogSchema, "ContactLogPageSchema")
 MeetingPageSchema = _page_schema(MeetingSchema, "MeetingPageSchema")
 ActionPlanPageSchema = _page_schema(ActionPlanSchema, "ActionPlanPageSchema")
+TimelinePageSchema = _page_schema(TimelineEntrySchema, "TimelinePageSchema")
 
 
 def _user_id() -> int | None:
@@ -303,6 +352,49 @@ def get_case(case_id: int) -> Case:
         pupil_id=case.pupil_id,
     )
     return case
+
+
+@blp.route("/cases/<int:case_id>/household")
+@blp.requires(Perm.CASES_READ)
+@blp.response(200, HouseholdSchema)
+def get_household(case_id: int) -> dict[str, Any]:
+    """The pupil's siblings (sharing a contact with parental responsibility) with their latest
+    case here; at another school of the same LA or trust only their headline attendance, for
+    roles allowed to see it. Audited like the page: the household view and each sibling shown."""
+    session = db.session()
+    case = _case(session, case_id)
+    principal = current_principal()
+    if principal is None or principal.organisation is None:
+        abort(403)
+    members = case_view.viewed_household(
+        session,
+        case,
+        viewer=principal.organisation,
+        may_see_other_schools=principal.can(Perm.SIBLINGS_HEADLINE),
+        on=attendance_queries.today(),
+    )
+    return {"case_id": case.id, "members": members}
+
+
+@blp.route("/cases/<int:case_id>/timeline")
+@blp.requires(Perm.CASES_READ)
+@blp.arguments(PageArgsSchema, location="query")
+@blp.response(200, TimelinePageSchema)
+def get_timeline(args: dict[str, Any], case_id: int) -> dict[str, Any]:
+    """The case's timeline, oldest first (corrections are entries naming the one they correct).
+    Every call is recorded in the audit log."""
+    session = db.session()
+    case = _case(session, case_id)
+    audit.record(
+        session,
+        org_id=case.org_id,
+        action="case.timeline_view",
+        object_type="case",
+        object_id=case.id,
+        pupil_id=case.pupil_id,
+        detail={"page": args["page"], "per_page": args["per_page"]},
+    )
+    return _paged(session, case_view.timeline_oldest_first(case.id), args)
 
 
 @blp.route("/tasks")

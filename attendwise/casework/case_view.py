@@ -27,6 +27,7 @@ from attendwise.casework.models import (
     Task,
     TimelineEntry,
 )
+from attendwise.platform import audit
 from attendwise.tenants.models import Organisation, User
 
 PER_PAGE = 50
@@ -147,13 +148,18 @@ def contact_ids(session: Session, pupil_id: int) -> set[int]:
     return set(session.scalars(select(PupilContact.contact_id).where(PupilContact.pupil_id == pupil_id)))
 
 
-def whole_timeline(session: Session, case_id: int) -> Sequence[TimelineEntry]:
-    """Every entry of a case, oldest first (the order a court bundle reads in)."""
-    return session.scalars(
+def timeline_oldest_first(case_id: int) -> Select[TimelineEntry]:
+    """The case's timeline entries in the order they happened (ties in the order recorded)."""
+    return (
         select(TimelineEntry)
         .where(TimelineEntry.case_id == case_id)
         .order_by(TimelineEntry.occurred_at, TimelineEntry.id)
-    ).all()
+    )
+
+
+def whole_timeline(session: Session, case_id: int) -> Sequence[TimelineEntry]:
+    """Every entry of a case, oldest first (the order a court bundle reads in)."""
+    return session.scalars(timeline_oldest_first(case_id)).all()
 
 
 # --------------------------------------------------------------------------- household
@@ -196,3 +202,29 @@ def household(
                 CaseSummary(found.id, found.episode, found.status == "open", found.stage, found.stage_name),
             )
     return [HouseholdMember(s, latest.get(s.pupil_id) if s.pupil_id is not None else None) for s in siblings]
+
+
+def viewed_household(
+    session: Session, case: Case, *, viewer: Organisation, may_see_other_schools: bool, on: dt.date
+) -> list[HouseholdMember]:
+    """:func:`household` as shown to a person (the page or the API), audited: the view of the
+    household (``case.household_view``) and a pupil-record view of each sibling at this school."""
+    members = household(session, case, viewer=viewer, may_see_other_schools=may_see_other_schools, on=on)
+    audit.record(
+        session,
+        org_id=case.org_id,
+        action="case.household_view",
+        object_type="case",
+        object_id=case.id,
+        pupil_id=case.pupil_id,
+        detail={
+            "siblings_here": [m.sibling.pupil_id for m in members if m.sibling.pupil_id is not None],
+            "siblings_elsewhere": sum(1 for m in members if m.sibling.pupil_id is None),
+        },
+    )
+    for member in members:
+        if member.sibling.pupil_id is not None:
+            sibling = attendance_queries.get_pupil(session, member.sibling.pupil_id)
+            if sibling is not None:
+                attendance_queries.record_view(session, sibling, via="household")
+    return members

@@ -181,31 +181,13 @@ def _household(case: Case, principal: Principal) -> list[case_view.HouseholdMemb
     """The pupil's siblings and their cases; each sibling shown at this school is a pupil-record view."""
     session = db.session()
     assert principal.organisation is not None
-    members = case_view.household(
+    return case_view.viewed_household(
         session,
         case,
         viewer=principal.organisation,
         may_see_other_schools=principal.can(Perm.SIBLINGS_HEADLINE),
         on=attendance_queries.today(),
     )
-    audit.record(
-        session,
-        org_id=case.org_id,
-        action="case.household_view",
-        object_type="case",
-        object_id=case.id,
-        pupil_id=case.pupil_id,
-        detail={
-            "siblings_here": [m.sibling.pupil_id for m in members if m.sibling.pupil_id is not None],
-            "siblings_elsewhere": sum(1 for m in members if m.sibling.pupil_id is None),
-        },
-    )
-    for member in members:
-        if member.sibling.pupil_id is not None:
-            sibling = attendance_queries.get_pupil(session, member.sibling.pupil_id)
-            if sibling is not None:
-                attendance_queries.record_view(session, sibling, via="household")
-    return members
 
 
 def _render_case(case: Case, errors: dict[str, str] | None = None, status: int = 200) -> Any:
