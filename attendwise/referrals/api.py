@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from flask import Flask, abort
+from flask import Flask, Response, abort
 from marshmallow import Schema, fields, validate
 from sqlalchemy import func, select
 
@@ -74,6 +74,7 @@ class ReferralSchema(Schema):
     assigned_user_id = fields.Integer(allow_none=True)
     declined_reason = fields.String()
     bundle_sha256 = fields.String(attribute="bundle_hash")
+    bundle_pdf_sha256 = fields.String()
     decisions = fields.List(fields.Nested(DecisionSchema))
 
 
@@ -167,6 +168,28 @@ def referral_notices(received_referral_id: int) -> list[Any]:
             select(PenaltyNotice).where(PenaltyNotice.received_id == received.id).order_by(PenaltyNotice.id)
         )
     )
+
+
+@blp.route("/<int:received_referral_id>/bundle.pdf")
+@blp.requires(Perm.REFERRALS_READ)
+@blp.response(200, content_type="application/pdf", description="The frozen bundle as one indexed PDF.")
+def referral_bundle_pdf(received_referral_id: int) -> Response:
+    """The bundle as the school submitted it: one indexed, paginated PDF (its SHA-256 is
+    ``bundle_pdf_sha256`` on the referral)."""
+    received = _received(received_referral_id)
+    if received.bundle_pdf is None:
+        abort(404)
+    audit.record(
+        db.session(),
+        org_id=received.org_id,
+        action="referral.bundle.view",
+        object_type="received_referral",
+        object_id=received.id,
+        detail={"sha256": received.bundle_hash, "form": "pdf", "via": "api"},
+    )
+    response = Response(received.bundle_pdf, mimetype="application/pdf")
+    response.headers["ETag"] = f'"{received.bundle_pdf_sha256}"'
+    return response
 
 
 def register(app: Flask) -> None:

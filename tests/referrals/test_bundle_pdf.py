@@ -205,3 +205,9 @@ def test_officer_downloads_the_pdf_and_the_view_is_audited_another_la_gets_404(
             )
         ).all()
     assert any('"form": "pdf"' in d for d in actions)
+    detail = client.get(f"/api/v1/referrals/{received.id}").get_json()
+    assert detail["bundle_pdf_sha256"] == received.bundle_pdf_sha256
+    pulled = client.get(f"/api/v1/referrals/{received.id}/bundle.pdf")
+    assert pulled.status_code == 200
+    assert pulled.mimetype == "application/pdf"
+    assert services.sha256(pulled.data) == detail["bundle_pdf_sha256"]
