@@ -25,8 +25,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -37,7 +37,7 @@ from attendwise.attendance import metrics
 from attendwise.attendance import queries as attendance_queries
 from attendwise.attendance import services as attendance_services
 from attendwise.attendance.calendar import SchoolCalendar, academic_year_label, academic_year_of, week_start
-from attendwise.attendance.codes import CodeTable
+from attendwise.attendance.codes import CodeTable, StatClass
 from attendwise.casework import queries as casework_queries
 from attendwise.insights.models import NationalFigure, SchoolCasework, SchoolFigures, SchoolWeek
 from attendwise.letters import services as letter_services
@@ -360,96 +360,6 @@ def spans(calendar: SchoolCalendar, previous: SchoolCalendar, on: dt.date) -> li
     return out
 
 
-def _segments(calendar: SchoolCalendar, start: dt.date, end: dt.date, ends: Iterable[dt.date]) -> list[Span]:
-    """``[start, end]`` cut into weeks, and again after each day of ``ends`` and at half-terms."""
-    cuts = {start}
-    for h in calendar.half_terms:
-        cuts |= {h.start, h.end + dt.timedelta(days=1)}
-    cuts |= {d + dt.timedelta(days=1) for d in ends}
-    monday = week_start(start) + dt.timedelta(days=7)
-    while monday <= end:
-        cuts.add(monday)
-        monday += dt.timedelta(days=7)
-    bounds = sorted(c for c in cuts if start <= c <= end)
-    stops = [b - dt.timedelta(days=1) for b in bounds[1:]] + [end]
-    return [Span("", a, b) for a, b in zip(bounds, stops, strict=True)]
-
-
-def _segment_metrics(
-    matrix: metrics.MarkMatrix, calendar: SchoolCalendar, segments: Sequence[Span], table: CodeTable
-) -> metrics.PupilMetrics:
-    """Every pupil's sessions in every segment: row ``k * pupils + i`` is pupil ``i`` in segment ``k``.
-
-    Each segment lies inside one Monday-to-Sunday week, so it is copied to the same weekdays of
-    one 7-day matrix; the rows are computed in one pass. Only session counts are read from the
-    result: they depend on the codes alone, not on which week the days belong to.
-    """
-    n = matrix.codes.shape[0]
-    monday = calendar.start + dt.timedelta(days=(7 - calendar.start.weekday()) % 7)
-    stacked = np.zeros((len(segments) * n, 14), dtype=np.uint8)
-    for k, seg in enumerate(segments):
-        lo, hi = (seg.start - matrix.start).days, (seg.end - matrix.start).days + 1
-        day = seg.start.weekday()
-        stacked[k * n : (k + 1) * n, 2 * day : 2 * (day + hi - lo)] = matrix.codes[:, 2 * lo : 2 * hi]
-    return metrics.compute(
-        metrics.MarkMatrix(monday, stacked, range(len(stacked))),
-        [calendar],
-        metrics.Period(monday, monday + dt.timedelta(days=6)),
-        table=table,
-        block_rows=STACK_BLOCK_ROWS,
-    )
-
-
-_SUMMED = ("possible", "present", "approved_activity", "authorised", "unauthorised", "not_counted")
-
-
-def _pupil_sums(seg: metrics.PupilMetrics, take: np.ndarray, n: int) -> metrics.PupilMetrics:
-    """Per pupil, the session counts summed over the segments ``take`` selects.
-
-    The result is a :class:`PupilMetrics` so that the attendance core's own definitions of
-    persistent and severe absence apply to the sums; every figure other than the session
-    counts is zero (it is not meaningful for a union of segments and nothing reads it).
-    """
-    nseg = len(take)
-    zeros: dict[str, Any] = {}
-    for f in fields(seg):
-        value = getattr(seg, f.name)
-        if isinstance(value, np.ndarray) and value.ndim and value.shape[0] == len(seg):
-            zeros[f.name] = np.zeros((n, *value.shape[1:]), dtype=value.dtype)
-    for name in _SUMMED:
-        zeros[name] = getattr(seg, name).reshape(nseg, n)[take].sum(axis=0, dtype=np.int64)
-    return replace(seg, pupils=range(n), **zeros)
-
-
-def _figures(summary: metrics.GroupSummary) -> dict[str, int]:
-    return {
-        "pupils": summary.enrolments_with_possible,
-        "possible": summary.possible,
-        "attended": summary.present + summary.approved_activity,
-        "authorised": summary.authorised,
-        "unauthorised": summary.unauthorised,
-        "persistent": summary.persistent_absentees,
-        "severe": summary.severe_absentees,
-    }
-
-
-def _breakdowns(
-    pupils: metrics.PupilMetrics, traits: attendance_queries.PupilTraits
-) -> list[tuple[str, str, dict[str, int]]]:
-    """(breakdown, group, figures) for the whole school, each year group and each pupil group."""
-    n = len(traits.ids)
-    out = [("all", "all", _figures(metrics.aggregate(pupils, np.zeros(n, dtype=np.int8))[0]))] if n else []
-    if n:
-        for summary in metrics.aggregate(pupils, traits.year_group.astype(str)):
-            out.append(("year", str(summary.group), _figures(summary)))
-    for key in PUPIL_GROUPS:
-        members = traits.flags[key]
-        if members.any():
-            summary = next(s for s in metrics.aggregate(pupils, members) if s.group)
-            out.append(("group", key, _figures(summary)))
-    return out
-
-
 def refresh(session: Session, school_id: int, *, on: dt.date | None = None) -> RefreshResult:
     """Recompute and store one school's figures as of ``on`` (today by default).
 
@@ -491,6 +401,73 @@ class SchoolYear:
     marks: metrics.MarkMatrix
 
 
+_FIELDS = ("possible", "present", "approved_activity", "authorised", "unauthorised")
+_FIELD_BITS = 12  # a field counts at most one year's sessions (732 < 4096)
+_FIELD_MASK = (1 << _FIELD_BITS) - 1
+_SET = {"pupils", "period", "half_term_names", "calendar_of", "trend_weeks", "trend_since_date", *_FIELDS}
+_UNREAD = tuple(f.name for f in fields(metrics.PupilMetrics) if f.name not in _SET)
+"""Figures of :class:`PupilMetrics` a period's sums leave empty: nothing here reads them."""
+_FIGURE_KEYS = ("pupils", "possible", "attended", "authorised", "unauthorised", "persistent", "severe")
+
+
+def _packed_lut(table: CodeTable) -> np.ndarray:
+    """Per byte value: a one in the packed field of the class its code counts towards.
+
+    A session's class is the code table's (``class_lut``, admin overrides applied); possible
+    sessions are the marked ones in the four classes other than NOT_COUNTED, as the attendance
+    core counts them. Summing packed values sums every field at once (fields never carry: a
+    year has fewer sessions than a field holds).
+    """
+    classes = table.class_lut[: metrics.NCODES].astype(np.int64)
+    shift = {name: np.uint64(i * _FIELD_BITS) for i, name in enumerate(_FIELDS)}
+    lut = np.zeros(metrics.NCODES, dtype=np.uint64)
+    for cls in (StatClass.PRESENT, StatClass.APPROVED_ACTIVITY, StatClass.AUTHORISED, StatClass.UNAUTHORISED):
+        hit = classes == cls.number
+        lut[hit] |= (np.uint64(1) << shift["possible"]) | (np.uint64(1) << shift[cls.value])
+    return lut
+
+
+def _unpack(packed: np.ndarray) -> dict[str, np.ndarray]:
+    return {
+        name: ((packed >> np.uint64(i * _FIELD_BITS)) & np.uint64(_FIELD_MASK)).astype(np.int64)
+        for i, name in enumerate(_FIELDS)
+    }
+
+
+def _column(year: SchoolYear, day: dt.date) -> int:
+    return 2 * (day - year.marks.start).days
+
+
+def _sums_between(year: SchoolYear, bounds: Sequence[int], table: CodeTable) -> np.ndarray:
+    """Per pupil, packed session counts from column 0 of ``bounds`` to each bound: shape
+    ``(pupils, len(bounds))``, so ``[:, j] - [:, i]`` holds the sums over ``[bounds[i], bounds[j])``."""
+    codes = year.marks.codes
+    if codes.size and int(codes.max()) >= metrics.NCODES:
+        raise ValueError(f"the marks hold a byte ({int(codes.max())}) that encodes no attendance code")
+    packed = _packed_lut(table)[codes[:, bounds[0] : bounds[-1]]]
+    pieces = np.add.reduceat(packed, np.asarray(bounds[:-1]) - bounds[0], axis=1)
+    out = np.zeros((codes.shape[0], len(bounds)), dtype=np.uint64)
+    np.cumsum(pieces, axis=1, out=out[:, 1:])
+    return out
+
+
+def _group_masks(traits: attendance_queries.PupilTraits) -> tuple[list[tuple[str, str]], np.ndarray]:
+    """The breakdowns of a school (whole school, each year group, each pupil group with members)
+    and their membership, one row of 0/1 per breakdown over the pupils."""
+    n = len(traits.ids)
+    keys: list[tuple[str, str]] = [("all", "all")]
+    masks = [np.ones(n, dtype=bool)]
+    labels, inverse = np.unique(traits.year_group.astype(str), return_inverse=True)
+    for i, label in enumerate(labels):
+        keys.append(("year", str(label)))
+        masks.append(inverse == i)
+    for key in PUPIL_GROUPS:
+        if traits.flags[key].any():
+            keys.append(("group", key))
+            masks.append(np.asarray(traits.flags[key], dtype=bool))
+    return keys, np.array(masks, dtype=np.int64)
+
+
 def school_rows(
     school_id: int,
     traits: attendance_queries.PupilTraits,
@@ -500,73 +477,144 @@ def school_rows(
     now: dt.datetime,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The figure rows (every period of ``periods`` x breakdown) and week rows of one school,
-    computed from its marks with no database access (the benchmark times exactly this)."""
+    computed from its marks with no database access (the benchmark times exactly this).
+
+    Per school year, one pass over the marks sums every pupil's sessions up to each period
+    boundary and each Monday; every period's and week's per-pupil counts are differences of
+    those sums, persistent and severe absence are read from them with the attendance core's
+    own definitions (:class:`~attendwise.attendance.metrics.PupilMetrics`), and every breakdown
+    is one product of group masks with the per-pupil figures.
+    """
     figure_rows: list[dict[str, Any]] = []
     week_rows: list[dict[str, Any]] = []
     n = len(traits.ids)
+    keys, masks = _group_masks(traits) if n else ([], np.zeros((0, 0), dtype=np.int64))
     for year in years:
         cal = year.calendar
         in_year = [s for s in periods if cal.start <= s.start <= cal.end]
         if not in_year:
             continue
-        stop = max(s.end for s in in_year)
-        segments = _segments(cal, cal.start, stop, [s.end for s in in_year])
-        seg = _segment_metrics(year.marks, cal, segments, table) if segments and n else None
-        for span in in_year:
-            take = np.array([span.start <= s.start and s.end <= span.end for s in segments])
-            sums = _pupil_sums(seg, take, n) if seg is not None else None
-            rows = _breakdowns(sums, traits) if sums is not None else [("all", "all", _empty())]
+        if not n:
             figure_rows += [
-                {
-                    "org_id": school_id,
-                    "period": span.key,
-                    "breakdown": breakdown,
-                    "group": group,
-                    "period_start": span.start,
-                    "period_end": span.end,
-                    "computed_at": now,
-                    **values,
-                }
-                for breakdown, group, values in rows
+                _row(school_id, span, "all", "all", dict.fromkeys(_FIGURE_KEYS, 0), now) for span in in_year
             ]
-        if seg is not None:
-            week_rows += _weeks(seg, segments, n, cal.academic_year, school_id)
+            continue
+        stop = max(s.end for s in in_year)
+        mondays = [cal.start]
+        monday = week_start(cal.start) + dt.timedelta(days=7)
+        while monday <= stop:
+            mondays.append(monday)
+            monday += dt.timedelta(days=7)
+        days = {*mondays, stop + dt.timedelta(days=1)}
+        for s in in_year:
+            days |= {s.start, s.end + dt.timedelta(days=1)}
+        ordered = sorted(days)
+        at = {d: i for i, d in enumerate(ordered)}
+        cumulative = _sums_between(year, [_column(year, d) for d in ordered], table)
+
+        spans_sum = np.stack(
+            [cumulative[:, at[s.end + dt.timedelta(days=1)]] - cumulative[:, at[s.start]] for s in in_year]
+        )
+        figure_rows += _period_rows(school_id, in_year, _unpack(spans_sum.reshape(-1)), n, keys, masks, now)
+
+        week_ends = [*mondays[1:], stop + dt.timedelta(days=1)]
+        weeks = np.stack(
+            [cumulative[:, at[b]] - cumulative[:, at[a]] for a, b in zip(mondays, week_ends, strict=True)],
+            axis=1,
+        )
+        week_rows += _week_rows(school_id, cal.academic_year, mondays, _unpack(weeks))
     return figure_rows, week_rows
 
 
-def _empty() -> dict[str, int]:
-    return dict.fromkeys(
-        ("pupils", "possible", "attended", "authorised", "unauthorised", "persistent", "severe"), 0
-    )
+def _row(
+    school_id: int, span: Span, breakdown: str, group: str, values: dict[str, int], now: dt.datetime
+) -> dict[str, Any]:
+    return {
+        "org_id": school_id,
+        "period": span.key,
+        "breakdown": breakdown,
+        "group": group,
+        "period_start": span.start,
+        "period_end": span.end,
+        "computed_at": now,
+        **values,
+    }
 
 
-def _weeks(
-    seg: metrics.PupilMetrics, segments: Sequence[Span], n: int, academic_year: int, school_id: int
+def _period_rows(
+    school_id: int,
+    in_year: Sequence[Span],
+    sums: dict[str, np.ndarray],
+    n: int,
+    keys: Sequence[tuple[str, str]],
+    masks: np.ndarray,
+    now: dt.datetime,
 ) -> list[dict[str, Any]]:
-    """The school's sessions per Monday-to-Sunday week (weeks with a possible session only)."""
-    by_week: dict[dt.date, list[int]] = defaultdict(list)
-    for k, s in enumerate(segments):
-        by_week[week_start(s.start)].append(k)
-    out = []
-    for monday, ks in sorted(by_week.items()):
-        take = np.zeros(len(segments), dtype=bool)
-        take[ks] = True
-        pupils = _pupil_sums(seg, take, n)
-        if not int(pupils.possible.sum()):
-            continue
-        out.append(
-            {
-                "org_id": school_id,
-                "academic_year": academic_year,
-                "week_start": monday,
-                "pupils": int((pupils.possible > 0).sum()),
-                "possible": int(pupils.possible.sum()),
-                "attended": int(pupils.attended.sum()),
-                "authorised": int(pupils.authorised.sum()),
-                "unauthorised": int(pupils.unauthorised.sum()),
-            }
+    """``sums`` holds each span's per-pupil counts (span-major, ``len(in_year) * n``)."""
+    pupils = metrics.PupilMetrics(
+        pupils=range(len(in_year) * n),
+        period=metrics.Period(in_year[0].start, in_year[0].end),
+        half_term_names=[],
+        calendar_of=np.zeros(0, dtype=np.int64),
+        **sums,
+        **{name: np.zeros(0) for name in _UNREAD},
+        trend_weeks=0,
+        trend_since_date=None,
+    )
+    per_pupil = (
+        np.stack(
+            [
+                pupils.possible > 0,
+                pupils.possible,
+                pupils.attended,
+                pupils.authorised,
+                pupils.unauthorised,
+                pupils.persistent_absence,
+                pupils.severe_absence,
+            ],
+            axis=-1,
         )
-    return out
+        .astype(np.int64)
+        .reshape(len(in_year), n, len(_FIGURE_KEYS))
+    )
+    totals = np.einsum("gp,spk->sgk", masks, per_pupil)
+    return [
+        _row(
+            school_id,
+            span,
+            breakdown,
+            group,
+            dict(zip(_FIGURE_KEYS, map(int, totals[s, g]), strict=True)),
+            now,
+        )
+        for s, span in enumerate(in_year)
+        for g, (breakdown, group) in enumerate(keys)
+    ]
+
+
+def _week_rows(
+    school_id: int, academic_year: int, mondays: Sequence[dt.date], weeks: dict[str, np.ndarray]
+) -> list[dict[str, Any]]:
+    """The school's sessions per Monday-to-Sunday week (weeks with a possible session only);
+    ``weeks`` holds per-pupil counts, one column per week of ``mondays``."""
+    possible = weeks["possible"].sum(axis=0)
+    pupils = (weeks["possible"] > 0).sum(axis=0)
+    attended = (weeks["present"] + weeks["approved_activity"]).sum(axis=0)
+    authorised, unauthorised = weeks["authorised"].sum(axis=0), weeks["unauthorised"].sum(axis=0)
+    return [
+        {
+            "org_id": school_id,
+            "academic_year": academic_year,
+            "week_start": week_start(monday),
+            "pupils": int(pupils[w]),
+            "possible": int(possible[w]),
+            "attended": int(attended[w]),
+            "authorised": int(authorised[w]),
+            "unauthorised": int(unauthorised[w]),
+        }
+        for w, monday in enumerate(mondays)
+        if possible[w]
+    ]
 
 
 def _casework_rows(
