@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
@@ -401,53 +402,48 @@ class SchoolYear:
     marks: metrics.MarkMatrix
 
 
-_FIELDS = ("possible", "present", "approved_activity", "authorised", "unauthorised")
-_FIELD_BITS = 12  # a field counts at most one year's sessions (732 < 4096)
-_FIELD_MASK = (1 << _FIELD_BITS) - 1
-_SET = {"pupils", "period", "half_term_names", "calendar_of", "trend_weeks", "trend_since_date", *_FIELDS}
-_UNREAD = tuple(f.name for f in fields(metrics.PupilMetrics) if f.name not in _SET)
+_CLASSES = (StatClass.PRESENT, StatClass.APPROVED_ACTIVITY, StatClass.AUTHORISED, StatClass.UNAUTHORISED)
+_FIELDS = tuple(c.value for c in _CLASSES)  # "present", "approved_activity", "authorised", "unauthorised"
+_FIELD_BITS = 4  # a field of a day pair counts 2 sessions, of a week at most 14: fewer than 16
+_SHIFTS = np.arange(len(_FIELDS), dtype=np.uint16)[:, None] * _FIELD_BITS
+_SET = {"pupils", "period", "half_term_names", "calendar_of", "trend_weeks", "trend_since_date", "possible"}
+_UNREAD = tuple(f.name for f in fields(metrics.PupilMetrics) if f.name not in _SET | set(_FIELDS))
 """Figures of :class:`PupilMetrics` a period's sums leave empty: nothing here reads them."""
 _FIGURE_KEYS = ("pupils", "possible", "attended", "authorised", "unauthorised", "persistent", "severe")
 
 
-def _packed_lut(table: CodeTable) -> np.ndarray:
-    """Per byte value: a one in the packed field of the class its code counts towards.
+@functools.cache
+def _pair_lut(class_lut: bytes) -> np.ndarray:
+    """Per day's (AM, PM) byte pair: a count in the packed field of each session's class.
 
     A session's class is the code table's (``class_lut``, admin overrides applied); possible
-    sessions are the marked ones in the four classes other than NOT_COUNTED, as the attendance
-    core counts them. Summing packed values sums every field at once (fields never carry: a
-    year has fewer sessions than a field holds).
+    sessions are those in the four classes other than NOT_COUNTED, as the attendance core counts
+    them. Summing packed values sums every field at once: no field carries within a week.
     """
-    classes = table.class_lut[: metrics.NCODES].astype(np.int64)
-    shift = {name: np.uint64(i * _FIELD_BITS) for i, name in enumerate(_FIELDS)}
-    lut = np.zeros(metrics.NCODES, dtype=np.uint64)
-    for cls in (StatClass.PRESENT, StatClass.APPROVED_ACTIVITY, StatClass.AUTHORISED, StatClass.UNAUTHORISED):
-        hit = classes == cls.number
-        lut[hit] |= (np.uint64(1) << shift["possible"]) | (np.uint64(1) << shift[cls.value])
-    return lut
+    classes = np.frombuffer(class_lut, dtype=np.uint8)[:256].astype(np.int64)
+    single = np.zeros(256, dtype=np.uint16)
+    for i, cls in enumerate(_CLASSES):
+        single[classes == cls.number] = 1 << (i * _FIELD_BITS)
+    pair = np.arange(65536)
+    return single[pair & 0xFF] + single[pair >> 8]
 
 
-def _unpack(packed: np.ndarray) -> dict[str, np.ndarray]:
-    return {
-        name: ((packed >> np.uint64(i * _FIELD_BITS)) & np.uint64(_FIELD_MASK)).astype(np.int64)
-        for i, name in enumerate(_FIELDS)
-    }
+def _day(year: SchoolYear, day: dt.date) -> int:
+    return (day - year.marks.start).days
 
 
-def _column(year: SchoolYear, day: dt.date) -> int:
-    return 2 * (day - year.marks.start).days
-
-
-def _sums_between(year: SchoolYear, bounds: Sequence[int], table: CodeTable) -> np.ndarray:
-    """Per pupil, packed session counts from column 0 of ``bounds`` to each bound: shape
-    ``(pupils, len(bounds))``, so ``[:, j] - [:, i]`` holds the sums over ``[bounds[i], bounds[j])``."""
+def _sums_to(year: SchoolYear, bounds: Sequence[int], table: CodeTable) -> np.ndarray:
+    """Per class of :data:`_FIELDS` and pupil, the sessions from day ``bounds[0]`` to each day of
+    ``bounds`` (ascending, at most 7 days apart): shape ``(len(bounds), 4, pupils)``, so
+    ``[j] - [i]`` counts the days ``[bounds[i], bounds[j])``."""
     codes = year.marks.codes
     if codes.size and int(codes.max()) >= metrics.NCODES:
         raise ValueError(f"the marks hold a byte ({int(codes.max())}) that encodes no attendance code")
-    packed = _packed_lut(table)[codes[:, bounds[0] : bounds[-1]]]
-    pieces = np.add.reduceat(packed, np.asarray(bounds[:-1]) - bounds[0], axis=1)
-    out = np.zeros((codes.shape[0], len(bounds)), dtype=np.uint64)
-    np.cumsum(pieces, axis=1, out=out[:, 1:])
+    lut = _pair_lut(np.asarray(table.class_lut, dtype=np.uint8).tobytes())
+    pairs = codes[:, 2 * bounds[0] : 2 * bounds[-1]].view("<u2")
+    pieces = np.add.reduceat(lut[pairs], np.asarray(bounds[:-1]) - bounds[0], axis=1)
+    out = np.zeros((len(bounds), len(_FIELDS), codes.shape[0]), dtype=np.int32)
+    np.cumsum((pieces.T[:, None, :] >> _SHIFTS) & 0xF, axis=0, out=out[1:])
     return out
 
 
@@ -465,7 +461,7 @@ def _group_masks(traits: attendance_queries.PupilTraits) -> tuple[list[tuple[str
         if traits.flags[key].any():
             keys.append(("group", key))
             masks.append(np.asarray(traits.flags[key], dtype=bool))
-    return keys, np.array(masks, dtype=np.int64)
+    return keys, np.array(masks, dtype=np.float64)
 
 
 def school_rows(
@@ -488,41 +484,37 @@ def school_rows(
     figure_rows: list[dict[str, Any]] = []
     week_rows: list[dict[str, Any]] = []
     n = len(traits.ids)
-    keys, masks = _group_masks(traits) if n else ([], np.zeros((0, 0), dtype=np.int64))
+    keys, masks = _group_masks(traits) if n else ([], np.zeros((0, 0)))
     for year in years:
         cal = year.calendar
         in_year = [s for s in periods if cal.start <= s.start <= cal.end]
         if not in_year:
             continue
         if not n:
-            figure_rows += [
-                _row(school_id, span, "all", "all", dict.fromkeys(_FIGURE_KEYS, 0), now) for span in in_year
-            ]
+            empty = dict.fromkeys(_FIGURE_KEYS, 0)
+            figure_rows += [_row(school_id, span, "all", "all", empty, now) for span in in_year]
             continue
-        stop = max(s.end for s in in_year)
+        stop = max(s.end for s in in_year) + dt.timedelta(days=1)
         mondays = [cal.start]
         monday = week_start(cal.start) + dt.timedelta(days=7)
-        while monday <= stop:
+        while monday < stop:
             mondays.append(monday)
             monday += dt.timedelta(days=7)
-        days = {*mondays, stop + dt.timedelta(days=1)}
+        days = {*mondays, stop}
         for s in in_year:
             days |= {s.start, s.end + dt.timedelta(days=1)}
         ordered = sorted(days)
         at = {d: i for i, d in enumerate(ordered)}
-        cumulative = _sums_between(year, [_column(year, d) for d in ordered], table)
+        cumulative = _sums_to(year, [_day(year, d) for d in ordered], table)
 
-        spans_sum = np.stack(
-            [cumulative[:, at[s.end + dt.timedelta(days=1)]] - cumulative[:, at[s.start]] for s in in_year]
-        )
-        figure_rows += _period_rows(school_id, in_year, _unpack(spans_sum.reshape(-1)), n, keys, masks, now)
+        starts = [at[s.start] for s in in_year]
+        ends = [at[s.end + dt.timedelta(days=1)] for s in in_year]
+        by_span = cumulative[ends] - cumulative[starts]  # (span, class, pupil)
+        figure_rows += _period_rows(school_id, in_year, by_span, keys, masks, now)
 
-        week_ends = [*mondays[1:], stop + dt.timedelta(days=1)]
-        weeks = np.stack(
-            [cumulative[:, at[b]] - cumulative[:, at[a]] for a, b in zip(mondays, week_ends, strict=True)],
-            axis=1,
-        )
-        week_rows += _week_rows(school_id, cal.academic_year, mondays, _unpack(weeks))
+        week_ends = [at[d] for d in [*mondays[1:], stop]]
+        by_week = cumulative[week_ends] - cumulative[[at[d] for d in mondays]]
+        week_rows += _week_rows(school_id, cal.academic_year, mondays, by_week)
     return figure_rows, week_rows
 
 
@@ -544,76 +536,65 @@ def _row(
 def _period_rows(
     school_id: int,
     in_year: Sequence[Span],
-    sums: dict[str, np.ndarray],
-    n: int,
+    by_span: np.ndarray,
     keys: Sequence[tuple[str, str]],
     masks: np.ndarray,
     now: dt.datetime,
 ) -> list[dict[str, Any]]:
-    """``sums`` holds each span's per-pupil counts (span-major, ``len(in_year) * n``)."""
+    """``by_span[s, c, i]``: pupil ``i``'s sessions of class ``_FIELDS[c]`` in span ``s``."""
+    counts = {name: by_span[:, c] for c, name in enumerate(_FIELDS)}
     pupils = metrics.PupilMetrics(
-        pupils=range(len(in_year) * n),
+        pupils=range(by_span.shape[2]),
         period=metrics.Period(in_year[0].start, in_year[0].end),
         half_term_names=[],
         calendar_of=np.zeros(0, dtype=np.int64),
-        **sums,
+        possible=by_span.sum(axis=1),
+        **counts,
         **{name: np.zeros(0) for name in _UNREAD},
         trend_weeks=0,
         trend_since_date=None,
     )
-    per_pupil = (
-        np.stack(
-            [
-                pupils.possible > 0,
-                pupils.possible,
-                pupils.attended,
-                pupils.authorised,
-                pupils.unauthorised,
-                pupils.persistent_absence,
-                pupils.severe_absence,
-            ],
-            axis=-1,
-        )
-        .astype(np.int64)
-        .reshape(len(in_year), n, len(_FIGURE_KEYS))
-    )
-    totals = np.einsum("gp,spk->sgk", masks, per_pupil)
+    per_pupil = np.stack(
+        [
+            pupils.possible > 0,
+            pupils.possible,
+            pupils.attended,
+            pupils.authorised,
+            pupils.unauthorised,
+            pupils.persistent_absence,
+            pupils.severe_absence,
+        ],
+    ).astype(np.float64)  # (figure, span, pupil)
+    totals = per_pupil.reshape(-1, per_pupil.shape[2]) @ masks.T  # exact: integers far below 2**53
+    values = np.rint(totals).astype(np.int64).reshape(len(_FIGURE_KEYS), len(in_year), len(keys))
+    values = values.transpose(2, 1, 0).tolist()
     return [
-        _row(
-            school_id,
-            span,
-            breakdown,
-            group,
-            dict(zip(_FIGURE_KEYS, map(int, totals[s, g]), strict=True)),
-            now,
-        )
+        _row(school_id, span, breakdown, group, dict(zip(_FIGURE_KEYS, values[g][s], strict=True)), now)
         for s, span in enumerate(in_year)
         for g, (breakdown, group) in enumerate(keys)
     ]
 
 
 def _week_rows(
-    school_id: int, academic_year: int, mondays: Sequence[dt.date], weeks: dict[str, np.ndarray]
+    school_id: int, academic_year: int, mondays: Sequence[dt.date], by_week: np.ndarray
 ) -> list[dict[str, Any]]:
     """The school's sessions per Monday-to-Sunday week (weeks with a possible session only);
-    ``weeks`` holds per-pupil counts, one column per week of ``mondays``."""
-    possible = weeks["possible"].sum(axis=0)
-    pupils = (weeks["possible"] > 0).sum(axis=0)
-    attended = (weeks["present"] + weeks["approved_activity"]).sum(axis=0)
-    authorised, unauthorised = weeks["authorised"].sum(axis=0), weeks["unauthorised"].sum(axis=0)
+    ``by_week[w, c, i]``: pupil ``i``'s sessions of class ``_FIELDS[c]`` in the week of ``mondays[w]``."""
+    present, approved, authorised, unauthorised = by_week.sum(axis=2, dtype=np.int64).T.tolist()
+    pupils = (by_week.sum(axis=1) > 0).sum(axis=1).tolist()
     return [
         {
             "org_id": school_id,
             "academic_year": academic_year,
             "week_start": week_start(monday),
-            "pupils": int(pupils[w]),
-            "possible": int(possible[w]),
-            "attended": int(attended[w]),
-            "authorised": int(authorised[w]),
-            "unauthorised": int(unauthorised[w]),
+            "pupils": pupils[w],
+            "possible": present[w] + approved[w] + authorised[w] + unauthorised[w],
+            "attended": present[w] + approved[w],
+            "authorised": authorised[w],
+            "unauthorised": unauthorised[w],
         }
         for w, monday in enumerate(mondays)
-        if possible[w]
+        if pupils[w]
     ]
 
 
