@@ -5,16 +5,17 @@
 ``attendwise insights refresh``. The pages and the API answer from those rows only, through
 :func:`comparison` (a trust, an LA or one school) and :func:`national_reference`.
 
-How a refresh computes. The school year up to the day is cut into *segments*: Monday-to-Sunday
-weeks, further cut where a half-term starts or ends and where a compared period ends, so every
-period on the pages (this half-term, this term, the year to date, last year, and the same
-periods a year earlier) and every trend week is a union of whole segments. One call of
-:func:`attendwise.attendance.metrics.compute` counts every pupil's sessions in every segment
-(the segments are stacked as rows of one narrow matrix; session counts do not depend on where
-the days fall in the calendar). A period's figures for a pupil are the sums over its segments,
-and persistent and severe absence are then read from those sums with the attendance core's own
-definitions (:class:`~attendwise.attendance.metrics.PupilMetrics` and
-:func:`~attendwise.attendance.metrics.aggregate`), never re-implemented here.
+How a refresh computes. Per school year, one pass over the school's marks: each day's (AM, PM)
+bytes map, through one lookup table built from the code table's classes (admin overrides
+applied), to packed counts of present, approved-activity, authorised and unauthorised sessions
+(possible sessions are those four, as in :mod:`attendwise.attendance.metrics`). The counts are
+summed between consecutive boundaries (every Monday and every start and end of a compared
+period: this half-term, this term, the year to date, last year, and the same periods a year
+earlier) and accumulated, so each period's and each trend week's per-pupil counts are a
+difference of two columns. Persistent and severe absence are then read from those counts with
+the attendance core's own definitions (:class:`~attendwise.attendance.metrics.PupilMetrics`),
+never re-implemented here, and every breakdown (school, year group, pupil group) is one product
+of 0/1 group masks with the per-pupil figures.
 
 Small-group suppression: outside the school itself, any figure that comes from fewer than
 :data:`SUPPRESS_BELOW` pupils is withheld (shown as "x"), as in the DfE's statistics.
