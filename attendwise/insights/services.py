@@ -442,7 +442,14 @@ def _sums_to(year: SchoolYear, bounds: Sequence[int], table: CodeTable) -> np.nd
         raise ValueError(f"the marks hold a byte ({int(codes.max())}) that encodes no attendance code")
     lut = _pair_lut(np.asarray(table.class_lut, dtype=np.uint8).tobytes())
     pairs = codes[:, 2 * bounds[0] : 2 * bounds[-1]].view("<u2")
-    pieces = np.add.reduceat(lut[pairs], np.asarray(bounds[:-1]) - bounds[0], axis=1)
+    # days nobody has a mark on (weekends, holidays: about half) count nothing: drop them first,
+    # and end with a zero column so that a piece with no marked day sums to nothing
+    used = np.flatnonzero(pairs.any(axis=0))
+    values = np.zeros((pairs.shape[0], len(used) + 1), dtype=np.uint16)
+    values[:, : len(used)] = np.take(lut, np.take(pairs, used, axis=1))
+    first = np.searchsorted(used, np.asarray(bounds[:-1]) - bounds[0])
+    pieces = np.add.reduceat(values, first, axis=1, dtype=np.uint16)  # <= 14 per 4-bit field
+    pieces[:, first == np.append(first[1:], len(used))] = 0  # reduceat gives an empty piece's next day
     out = np.zeros((len(bounds), len(_FIELDS), codes.shape[0]), dtype=np.int32)
     np.cumsum((pieces.T[:, None, :] >> _SHIFTS) & 0xF, axis=0, out=out[1:])
     return out
