@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select, select
-from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy.orm import Session, joinedload
 
 from attendwise.attendance import queries as attendance_queries
 from attendwise.attendance.models import PupilContact
+from attendwise.casework import queries
 from attendwise.casework.models import (
     ActionPlan,
     Case,
@@ -97,30 +98,7 @@ def case_view(
         contacts_page,
         per_page,
     )
-    tasks = session.scalars(
-        select(Task).where(Task.case_id == case.id).order_by(Task.status, Task.due_on, Task.id)
-    ).all()
-    meetings = session.scalars(
-        select(Meeting).where(Meeting.case_id == case.id).order_by(Meeting.starts_at.desc())
-    ).all()
-    plans = session.scalars(
-        select(ActionPlan)
-        .where(ActionPlan.case_id == case.id)
-        .options(selectinload(ActionPlan.reviews))
-        .order_by(ActionPlan.id.desc())
-    ).all()
-    support = session.scalars(
-        select(SupportRecord).where(SupportRecord.case_id == case.id).order_by(SupportRecord.id.desc())
-    ).all()
-    contacts = session.scalars(
-        select(PupilContact)
-        .where(PupilContact.pupil_id == case.pupil_id)
-        .options(joinedload(PupilContact.contact))
-        .order_by(PupilContact.priority)
-    ).all()
-    episodes = session.scalars(
-        select(Case).where(Case.pupil_id == case.pupil_id).order_by(Case.episode)
-    ).all()
+    records = queries.case_records(session, case)
     names = people(
         session,
         [
@@ -133,12 +111,12 @@ def case_view(
         case,
         timeline,
         contact_log,
-        list(tasks),
-        list(meetings),
-        list(plans),
-        list(support),
-        list(contacts),
-        list(episodes),
+        records.tasks,
+        records.meetings,
+        records.plans,
+        records.support,
+        records.contacts,
+        records.episodes,
         names,
     )
 

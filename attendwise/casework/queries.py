@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from attendwise.attendance.models import Pupil, PupilContact
 from attendwise.casework.models import (
@@ -136,12 +136,19 @@ class CasePage:
     people: dict[int, str]
 
 
-def case_page(session: Session, case: Case) -> CasePage:
-    timeline = session.scalars(
-        select(TimelineEntry)
-        .where(TimelineEntry.case_id == case.id)
-        .order_by(TimelineEntry.occurred_at.desc(), TimelineEntry.id.desc())
-    ).all()
+@dataclass
+class CaseRecords:
+    """What a case holds besides its timeline and contact log, each read once in page order."""
+
+    tasks: list[Task]
+    meetings: list[Meeting]
+    plans: list[ActionPlan]
+    support: list[SupportRecord]
+    contacts: list[PupilContact]
+    episodes: list[Case]
+
+
+def case_records(session: Session, case: Case) -> CaseRecords:
     tasks = session.scalars(
         select(Task).where(Task.case_id == case.id).order_by(Task.status, Task.due_on, Task.id)
     ).all()
@@ -158,11 +165,26 @@ def case_page(session: Session, case: Case) -> CasePage:
         select(SupportRecord).where(SupportRecord.case_id == case.id).order_by(SupportRecord.id.desc())
     ).all()
     contacts = session.scalars(
-        select(PupilContact).where(PupilContact.pupil_id == case.pupil_id).order_by(PupilContact.priority)
+        select(PupilContact)
+        .where(PupilContact.pupil_id == case.pupil_id)
+        .options(joinedload(PupilContact.contact))
+        .order_by(PupilContact.priority)
     ).all()
     episodes = session.scalars(
         select(Case).where(Case.pupil_id == case.pupil_id).order_by(Case.episode)
     ).all()
+    return CaseRecords(
+        list(tasks), list(meetings), list(plans), list(support), list(contacts), list(episodes)
+    )
+
+
+def case_page(session: Session, case: Case) -> CasePage:
+    timeline = session.scalars(
+        select(TimelineEntry)
+        .where(TimelineEntry.case_id == case.id)
+        .order_by(TimelineEntry.occurred_at.desc(), TimelineEntry.id.desc())
+    ).all()
+    records = case_records(session, case)
     user_ids = {e.by_user_id for e in timeline if e.by_user_id} | {case.lead_user_id or 0}
     people: dict[int, str] = {
         row.id: row.display_name
@@ -171,12 +193,12 @@ def case_page(session: Session, case: Case) -> CasePage:
     return CasePage(
         case,
         list(timeline),
-        list(tasks),
-        list(meetings),
-        list(plans),
-        list(support),
-        list(contacts),
-        list(episodes),
+        records.tasks,
+        records.meetings,
+        records.plans,
+        records.support,
+        records.contacts,
+        records.episodes,
         people,
     )
 
