@@ -744,9 +744,7 @@ class PupilTraits:
 def pupil_traits(session: Session, org_id: int) -> PupilTraits:
     """Every pupil of the school (by id) with the year group and characteristics insights group by."""
     rows = session.execute(
-        select(
-            Pupil.id, Pupil.year_group, Pupil.sen_status, Pupil.fsm, Pupil.eal, Pupil.looked_after
-        )
+        select(Pupil.id, Pupil.year_group, Pupil.sen_status, Pupil.fsm, Pupil.eal, Pupil.looked_after)
         .where(Pupil.org_id == org_id)
         .order_by(Pupil.id)
     ).all()
