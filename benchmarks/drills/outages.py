@@ -39,7 +39,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from benchmarks.drills.common import BIN, ROOT, free_port, scratch_database
-from benchmarks.drills.worker_kill import DDL, STUCK_AFTER, enqueue, sweep
+from benchmarks.drills.worker_kill import STUCK_AFTER, fill_outbox, sweep, worker_env
 
 SWEEP_EVERY = 5  # seconds between the drill sweeper's passes
 
@@ -154,28 +154,8 @@ def main() -> None:
     try:
         with scratch_database(name) as (owner_url, app_url):
             engine = create_engine(owner_url)
-            with engine.begin() as conn:
-                for statement in DDL:
-                    conn.execute(text(statement))
-                conn.execute(
-                    text(
-                        "INSERT INTO drill_outbox (key, enqueued_at) "
-                        "SELECT 'letter-' || g, clock_timestamp() FROM generate_series(1, :n) g"
-                    ),
-                    {"n": args.jobs},
-                )
-            for i in range(1, args.jobs + 1):
-                enqueue(queue, f"letter-{i}")
-            env = {
-                **os.environ,
-                "ATTENDWISE_DATABASE_URL": app_url,
-                "ATTENDWISE_MIGRATION_DATABASE_URL": owner_url,
-                "ATTENDWISE_REDIS_URL": redis_server.url,
-                "ATTENDWISE_JOBS_QUEUE_PREFIX": prefix,
-                "ATTENDWISE_DATA_DIR": f"/tmp/{name}",
-                "ATTENDWISE_LOG_LEVEL": "WARNING",
-                "PYTHONPATH": str(ROOT),
-            }
+            fill_outbox(engine, queue, args.jobs)
+            env = worker_env(name, prefix, owner_url, app_url, redis_server.url)
             started = time.monotonic()
             with worker(env) as current:
                 next_outage = started + args.every

@@ -25,6 +25,7 @@ import time
 from redis import Redis
 from rq import Queue
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
 
 from benchmarks.drills.common import BIN, REDIS, ROOT, scratch_database
 
@@ -89,6 +90,36 @@ def enqueue(queue: Queue, key: str) -> None:
     )
 
 
+def fill_outbox(engine: Engine, queue: Queue, jobs: int) -> None:
+    """Create the drill's outbox in the scratch database, one row per letter, and queue each."""
+    with engine.begin() as conn:
+        for statement in DDL:
+            conn.execute(text(statement))
+        conn.execute(
+            text(
+                "INSERT INTO drill_outbox (key, enqueued_at) SELECT 'letter-' || g, clock_timestamp() "
+                "FROM generate_series(1, :n) g"
+            ),
+            {"n": jobs},
+        )
+    for i in range(1, jobs + 1):
+        enqueue(queue, f"letter-{i}")
+
+
+def worker_env(name: str, prefix: str, owner_url: str, app_url: str, redis_url: str) -> dict[str, str]:
+    """The environment of a drill's ``attendwise worker``: the scratch database and its own queues."""
+    return {
+        **os.environ,
+        "ATTENDWISE_DATABASE_URL": app_url,
+        "ATTENDWISE_MIGRATION_DATABASE_URL": owner_url,
+        "ATTENDWISE_REDIS_URL": redis_url,
+        "ATTENDWISE_JOBS_QUEUE_PREFIX": prefix,
+        "ATTENDWISE_DATA_DIR": f"/tmp/{name}",
+        "ATTENDWISE_LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(ROOT),
+    }
+
+
 def sweep(engine, queue: Queue) -> int:
     """Re-queue rows stuck in 'sending', and rows still 'queued' long after they were queued
     (their job died before claiming), as the platform's sweepers do. A re-queued job whose
@@ -130,28 +161,8 @@ def main() -> None:
     kills = sweeps = 0
     with scratch_database(name) as (owner, app_url):
         engine = create_engine(owner)
-        with engine.begin() as conn:
-            for statement in DDL:
-                conn.execute(text(statement))
-            conn.execute(
-                text(
-                    "INSERT INTO drill_outbox (key, enqueued_at) SELECT 'letter-' || g, clock_timestamp() "
-                    "FROM generate_series(1, :n) g"
-                ),
-                {"n": args.jobs},
-            )
-        for i in range(1, args.jobs + 1):
-            enqueue(queue, f"letter-{i}")
-        env = {
-            **os.environ,
-            "ATTENDWISE_DATABASE_URL": app_url,
-            "ATTENDWISE_MIGRATION_DATABASE_URL": owner,
-            "ATTENDWISE_REDIS_URL": REDIS,
-            "ATTENDWISE_JOBS_QUEUE_PREFIX": prefix,
-            "ATTENDWISE_DATA_DIR": f"/tmp/{name}",
-            "ATTENDWISE_LOG_LEVEL": "WARNING",
-            "PYTHONPATH": str(ROOT),
-        }
+        fill_outbox(engine, queue, args.jobs)
+        env = worker_env(name, prefix, owner, app_url, REDIS)
         worker = subprocess.Popen(
             [str(BIN / "attendwise"), "worker", "letters"],
             env=env,
