@@ -412,4 +412,5 @@ def run_send(letter_run_id: int) -> Any:
 
 def register(app: Flask) -> None:
     app.register_blueprint(bp)
+    storage.init_app(app)
     register_nav(endpoint="letters.letter_list", label="Letters", perm=Perm.CASES_READ, order=30)

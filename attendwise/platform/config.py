@@ -7,11 +7,19 @@ run inline. Production mode (``ATTENDWISE_ENV=production``) refuses a default se
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 DEFAULT_SECRET_KEY = "attendwise-development-secret-not-for-production"  # noqa: S105 - refused in production
+
+
+DOCUMENT_STORES = ("file", "s3")
+S3_ADDRESSING_STYLES = ("auto", "path", "virtual")
+S3_SERVER_SIDE_ENCRYPTION = ("", "AES256")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_PREFIX = re.compile(r"[A-Za-z0-9._/-]*")
 
 
 class ConfigError(RuntimeError):
@@ -43,6 +51,15 @@ class Settings:
     mail_sender: str = "Attendwise <no-reply@attendwise.invalid>"
     encryption_keys: str = ""
     max_upload_bytes: int = 25 * 1024 * 1024
+    document_store: str = "file"
+    s3_endpoint_url: str = ""
+    s3_bucket: str = ""
+    s3_region: str = "us-east-1"
+    s3_prefix: str = "documents"
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = field(default="", repr=False)
+    s3_addressing_style: str = "auto"
+    s3_server_side_encryption: str = ""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -71,6 +88,15 @@ class Settings:
             mail_sender=get("MAIL_SENDER", "Attendwise <no-reply@attendwise.invalid>"),
             encryption_keys=get("ENCRYPTION_KEYS"),
             max_upload_bytes=int(get("MAX_UPLOAD_BYTES", str(25 * 1024 * 1024))),
+            document_store=get("DOCUMENT_STORE") or "file",
+            s3_endpoint_url=get("S3_ENDPOINT_URL"),
+            s3_bucket=get("S3_BUCKET"),
+            s3_region=get("S3_REGION") or "us-east-1",
+            s3_prefix=get("S3_PREFIX", "documents").strip("/"),
+            s3_access_key_id=get("S3_ACCESS_KEY_ID"),
+            s3_secret_access_key=get("S3_SECRET_ACCESS_KEY"),
+            s3_addressing_style=get("S3_ADDRESSING_STYLE") or "auto",
+            s3_server_side_encryption=get("S3_SERVER_SIDE_ENCRYPTION"),
         )
 
     @property
@@ -84,6 +110,44 @@ class Settings:
             )
         if self.production and len(self.secret_key) < 32:
             raise ConfigError("ATTENDWISE_SECRET_KEY must be at least 32 characters in production")
+        self._validate_document_store()
+
+    def _validate_document_store(self) -> None:
+        if self.document_store not in DOCUMENT_STORES:
+            raise ConfigError(
+                f"ATTENDWISE_DOCUMENT_STORE must be one of {', '.join(DOCUMENT_STORES)}, "
+                f"not {self.document_store!r}"
+            )
+        if self.document_store != "s3":
+            return
+        required = {
+            "ATTENDWISE_S3_BUCKET": self.s3_bucket,
+            "ATTENDWISE_S3_ACCESS_KEY_ID": self.s3_access_key_id,
+            "ATTENDWISE_S3_SECRET_ACCESS_KEY": self.s3_secret_access_key,
+        }
+        missing = [name for name, value in required.items() if not value]
+        if missing:
+            raise ConfigError(f"the S3 document store needs {', '.join(missing)} to be set")
+        if not _BUCKET.fullmatch(self.s3_bucket):
+            raise ConfigError(
+                f"ATTENDWISE_S3_BUCKET {self.s3_bucket!r} is not a bucket name "
+                "(3 to 63 lower-case letters, digits, dots and hyphens)"
+            )
+        if ".." in self.s3_prefix.split("/") or not _PREFIX.fullmatch(self.s3_prefix):
+            raise ConfigError(
+                f"ATTENDWISE_S3_PREFIX {self.s3_prefix!r} may hold only letters, digits and - _ . / "
+                "and no '..' part"
+            )
+        if self.s3_addressing_style not in S3_ADDRESSING_STYLES:
+            raise ConfigError(
+                f"ATTENDWISE_S3_ADDRESSING_STYLE must be one of {', '.join(S3_ADDRESSING_STYLES)}, "
+                f"not {self.s3_addressing_style!r}"
+            )
+        if self.s3_server_side_encryption not in S3_SERVER_SIDE_ENCRYPTION:
+            raise ConfigError(
+                "ATTENDWISE_S3_SERVER_SIDE_ENCRYPTION must be empty (the bucket's default) or AES256 "
+                f"(SSE-S3), not {self.s3_server_side_encryption!r}"
+            )
 
     def flask_config(self) -> dict[str, Any]:
         return {
@@ -104,6 +168,15 @@ class Settings:
             "MAIL_SENDER": self.mail_sender,
             "ENCRYPTION_KEYS": self.encryption_keys,
             "MAX_CONTENT_LENGTH": self.max_upload_bytes,
+            "DOCUMENT_STORE": self.document_store,
+            "S3_ENDPOINT_URL": self.s3_endpoint_url,
+            "S3_BUCKET": self.s3_bucket,
+            "S3_REGION": self.s3_region,
+            "S3_PREFIX": self.s3_prefix,
+            "S3_ACCESS_KEY_ID": self.s3_access_key_id,
+            "S3_SECRET_ACCESS_KEY": self.s3_secret_access_key,
+            "S3_ADDRESSING_STYLE": self.s3_addressing_style,
+            "S3_SERVER_SIDE_ENCRYPTION": self.s3_server_side_encryption,
             "SESSION_COOKIE_SECURE": self.production,
             "SESSION_COOKIE_HTTPONLY": True,
             "SESSION_COOKIE_SAMESITE": "Lax",

@@ -3,13 +3,15 @@
 * ``/healthz`` (liveness): the process answers. It touches nothing else, so a database
   outage never makes Kubernetes restart healthy web pods.
 * ``/readyz`` (readiness): the database answers and its schema is at the migrations' head,
-  and Redis answers when one is configured. 503 with the failing checks otherwise, so the
-  pod is taken out of the Service until it recovers.
+  Redis answers when one is configured, and every check a feature package added with
+  :func:`add_readiness_check` passes (the S3 document store). 503 with the failing checks
+  otherwise, so the pod is taken out of the Service until it recovers.
 * ``/metrics``: Prometheus exposition (see ``metrics.py``); keep it off the public ingress.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,13 @@ from attendwise.platform.db import db
 bp = Blueprint("health", __name__)
 
 PROBE_TIMEOUT = 2  # seconds: a probe that hangs is a failed probe
+
+Check = Callable[[Flask], tuple[bool, str]]
+
+
+def add_readiness_check(app: Flask, name: str, check: Check) -> None:
+    """Make ``/readyz`` also depend on ``check`` (it returns ok and a short detail)."""
+    app.extensions["attendwise_health"]["checks"][name] = check
 
 
 def script_heads() -> frozenset[str]:
@@ -86,7 +95,12 @@ def healthz() -> Response:
 @public
 def readyz() -> tuple[Response, int]:
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    results = {"database": check_database(app), "redis": check_redis(app)}
+    extra = app.extensions["attendwise_health"]["checks"]
+    results = {
+        "database": check_database(app),
+        "redis": check_redis(app),
+        **{name: check(app) for name, check in extra.items()},
+    }
     ready = all(ok for ok, _ in results.values())
     body = jsonify(
         status="ok" if ready else "unavailable",
@@ -102,6 +116,6 @@ def metrics_page() -> Response:
 
 
 def register(app: Flask) -> None:
-    app.extensions["attendwise_health"] = {"heads": None, "redis": None}
+    app.extensions["attendwise_health"] = {"heads": None, "redis": None, "checks": {}}
     metrics.init_app(app)
     app.register_blueprint(bp)
