@@ -109,7 +109,7 @@ def test_one_scheduler_and_workers_scaled_by_queue_length_over_every_queue():
     assert covered == set(QUEUES)
 
 
-def test_pdf_workers_may_reach_only_postgresql_redis_and_dns():
+def test_pdf_workers_may_reach_only_postgresql_redis_the_document_store_and_dns():
     policy = by_kind("NetworkPolicy")["attendwise-pdf-worker-no-egress"]
     pdf = by_kind("Deployment")["attendwise-pdf-worker"]
     assert (
@@ -118,7 +118,7 @@ def test_pdf_workers_may_reach_only_postgresql_redis_and_dns():
     )
     assert "Egress" in policy["spec"]["policyTypes"]
     ports = sorted(p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"])
-    assert ports == [53, 53, 5432, 6379]
+    assert ports == [53, 53, 5432, 6379, 9000]
     assert all("ipBlock" not in peer for rule in policy["spec"]["egress"] for peer in rule["to"])
     assert pod(pdf)["containers"][0]["command"] == ["attendwise", "worker", "pdf"]
 
