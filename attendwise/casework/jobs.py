@@ -49,7 +49,7 @@ from attendwise.platform.db import db, utcnow
 from attendwise.platform.jobs import Periodic, enqueue
 from attendwise.policies import services as policy_services
 from attendwise.policies.document import Policy
-from attendwise.policies.engine import Clock, EventLog, Facts, evaluate, half_term_columns
+from attendwise.policies.engine import Clock, EventLog, Facts, LadderState, evaluate, half_term_columns
 from attendwise.policies.models import SchoolPolicy
 from attendwise.policies.simulate import Days, uses_metric
 from attendwise.tenants.models import Organisation, OrgKind
@@ -98,6 +98,30 @@ def _previous_year(session: Session, org_id: int, pupil_ids: list[int], day: dt.
     return attendance_queries.figures(
         session, org_id, calendar, Period(calendar.start, calendar.end), pupil_ids
     ).attendance_pct
+
+
+def _clock(
+    session: Session, org_id: int, calendar: SchoolCalendar, state: LadderState, day: dt.date
+) -> Clock:
+    """School days and weeks from the earliest day a pupil entered their stage or the ladder:
+    a pupil who joined the ladder last summer has been on it for last summer's weeks too."""
+    entries = np.concatenate([state.entered, state.ladder_entered])
+    entries = entries[entries > 0]
+    this_year = academic_year_of(day)
+    first_year = academic_year_of(dt.date.fromordinal(int(entries.min()))) if entries.size else this_year
+    if first_year < this_year:
+        years = [
+            attendance_services.school_calendar(session, org_id, year)
+            for year in range(first_year, this_year)
+        ]
+        years.append(calendar)
+        calendar = SchoolCalendar(
+            tuple(half_term for year in years for half_term in year.half_terms),
+            inset_days=frozenset().union(*(year.inset_days for year in years)),
+            closures=frozenset().union(*(year.closures for year in years)),
+            extra_days=frozenset().union(*(year.extra_days for year in years)),
+        )
+    return Clock.of(calendar, calendar.start, max(day, calendar.start))
 
 
 def _support(session: Session, pupil_ids: list[int]) -> np.ndarray:
@@ -160,7 +184,7 @@ def evaluate_on(session: Session, org_id: int, day: dt.date, *, policy: Policy |
         on=day,
         metrics=metrics,
         half_term_column=half_term_columns(metrics, [calendar], day),
-        clocks=[Clock.of(calendar, calendar.start, max(day, calendar.start))],
+        clocks=[_clock(session, org_id, calendar, state, day)],
         calendar_of=np.zeros(len(pupils), dtype=np.int64),
         events=log,
         support=_support(session, pupil_ids),
