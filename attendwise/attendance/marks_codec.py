@@ -21,11 +21,36 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from attendwise.attendance.calendar import academic_year_end, academic_year_of, academic_year_start
+from attendwise.attendance.codes import CODE_ORDER, CODES
 from attendwise.attendance.metrics import MarkMatrix
 from attendwise.platform import tenancy
 from attendwise.platform.db import sync_tenant
 
 SESSIONS = ("AM", "PM")
+
+# Each code's first and last valid day as ordinals, indexed by any byte (0 = no mark and the
+# bytes of no code are never valid), so whole arrays of codes and days are checked at once.
+_UNUSED = 255 - len(CODE_ORDER)
+VALID_FROM = np.array(
+    [date.max.toordinal()]
+    + [(CODES[c].valid_from or date.min).toordinal() for c in CODE_ORDER]
+    + [date.max.toordinal()] * _UNUSED,
+    dtype=np.int64,
+)
+VALID_TO = np.array(
+    [0] + [(CODES[c].valid_to or date.max).toordinal() for c in CODE_ORDER] + [0] * _UNUSED, dtype=np.int64
+)
+
+
+def known_code(codes: np.ndarray) -> np.ndarray:
+    """Per byte: is it the value of a code (not 0, not past the end of the code list)."""
+    return (codes != 0) & (codes <= len(CODE_ORDER))
+
+
+def valid_on(codes: np.ndarray, ordinals: np.ndarray) -> np.ndarray:
+    """Per byte: is it a code in force on the day with that ordinal (``date.toordinal()``)."""
+    return (ordinals >= VALID_FROM[codes]) & (ordinals <= VALID_TO[codes])
+
 
 _marks = sa.table(
     "pupil_mark_years",

@@ -186,7 +186,7 @@ _PUPIL_FIELDS = (
 )
 
 
-def _row_no(record: PupilRecord | ContactRecord | MarkRow, index: int) -> int:
+def _row_no(record: PupilRecord | ContactRecord | MarkRow | MarkSpan, index: int) -> int:
     return record.row if record.row is not None else index + 1
 
 
@@ -648,6 +648,18 @@ class MarkRow:
     row: int | None = None
 
 
+@dataclass(frozen=True)
+class MarkSpan:
+    """A pupil's marks on consecutive sessions from the morning of ``start``: the shape of a
+    CTF's AttendanceMarks. ``codes`` has one byte per session (AM, PM, AM, ...), each a code's
+    value in the marks store (:mod:`marks_codec`), 0 for a session the span says nothing about."""
+
+    upn: str
+    start: dt.date
+    codes: bytes
+    row: int | None = None
+
+
 @dataclass
 class _Marks:
     """A validated batch as columns: one entry per distinct (pupil, day, session), first row wins."""
@@ -660,16 +672,33 @@ class _Marks:
     repeats: int  # rows that repeat an earlier row of the batch exactly (same code)
 
 
+@dataclass
+class _YearGrid:
+    """A batch's marks for one academic year: a row of code bytes per pupil (0 = not in the batch)."""
+
+    year: int
+    pupil_ids: np.ndarray  # int64, ascending
+    codes: np.ndarray  # uint8, len(pupil_ids) x year_length(year)
+    minutes_late: dict[tuple[int, int], int]  # (row, slot) -> minutes, for the marks that give them
+
+
 _SESSION_OF = {"AM": 0, "PM": 1}
-# Ordinal bounds of each code's validity, indexed by its byte value (0 = no mark: never valid).
-_VALID_FROM = np.array(
-    [dt.date.max.toordinal()] + [(CODES[c].valid_from or dt.date.min).toordinal() for c in CODE_ORDER],
-    dtype=np.int64,
-)
-_VALID_TO = np.array(
-    [0] + [(CODES[c].valid_to or dt.date.max).toordinal() for c in CODE_ORDER], dtype=np.int64
-)
 _KEY_STRIDE = 1 << 22  # > 2 * date.max.toordinal() + 1: (pupil, ordinal, session) packed in one int64
+
+
+def _pupils_of(session: Session, org_id: int, upns: Iterable[str]) -> dict[str, tuple[int, str | None]]:
+    """Each raw UPN -> (the school's pupil id, None), or (-1, why it names no pupil here)."""
+    pupils = dict(session.execute(select(Pupil.upn, Pupil.id).where(Pupil.org_id == org_id)).all())
+    found: dict[str, tuple[int, str | None]] = {}
+    for raw in set(upns):
+        try:
+            upn, _temporary = check_upn(raw)
+        except UpnError as exc:
+            found[raw] = (-1, str(exc))
+            continue
+        pupil_id = pupils.get(upn)
+        found[raw] = (pupil_id, None) if pupil_id else (-1, f"no pupil with UPN {upn} at this school")
+    return found
 
 
 def _validate_marks(session: Session, org_id: int, rows: Sequence[MarkRow]) -> tuple[_Marks, list[RowError]]:
@@ -679,16 +708,7 @@ def _validate_marks(session: Session, org_id: int, rows: Sequence[MarkRow]) -> t
     so each distinct value is parsed and checked once and the 570,000 rows only look them up.
     """
     count = len(rows)
-    pupils = dict(session.execute(select(Pupil.upn, Pupil.id).where(Pupil.org_id == org_id)).all())
-    upn_of: dict[str, tuple[int, str | None]] = {}
-    for raw in {r.upn for r in rows}:
-        try:
-            upn, _temporary = check_upn(raw)
-        except UpnError as exc:
-            upn_of[raw] = (-1, str(exc))
-            continue
-        found = pupils.get(upn)
-        upn_of[raw] = (found, None) if found else (-1, f"no pupil with UPN {upn} at this school")
+    upn_of = _pupils_of(session, org_id, (r.upn for r in rows))
     calendars: dict[int, SchoolCalendar] = {}
     day_of: dict[dt.date | str, tuple[int, str | None]] = {}
     for raw_day in {r.date for r in rows}:
@@ -718,7 +738,7 @@ def _validate_marks(session: Session, org_id: int, rows: Sequence[MarkRow]) -> t
         if value is not None and not (isinstance(value, int) and 0 <= value <= MAX_MINUTES_LATE):
             bad_minutes[i] = True
     dated = ordinal >= 0
-    invalid_on_day = dated & (code != NO_MARK) & ((ordinal < _VALID_FROM[code]) | (ordinal > _VALID_TO[code]))
+    invalid_on_day = dated & (code != NO_MARK) & ~marks_codec.valid_on(code, ordinal)
     bad_day = np.array([day_of[r.date][1] is not None for r in rows], dtype=bool)
     bad = (pupil_id < 0) | bad_day | (sess < 0) | (code == NO_MARK) | invalid_on_day | bad_minutes
 
@@ -770,6 +790,107 @@ def _validate_marks(session: Session, org_id: int, rows: Sequence[MarkRow]) -> t
     return marks, errors
 
 
+def _grids_of_rows(marks: _Marks) -> list[_YearGrid]:
+    days, day_index = np.unique(marks.ordinal, return_inverse=True)
+    day_years = np.array([academic_year_of(dt.date.fromordinal(int(d))) for d in days], dtype=np.int64)
+    mark_years = day_years[day_index]
+    grids = []
+    for year in np.unique(day_years).tolist():
+        in_year = np.flatnonzero(mark_years == year)
+        ids, row = np.unique(marks.pupil_id[in_year], return_inverse=True)
+        slot = 2 * (marks.ordinal[in_year] - academic_year_start(year).toordinal()) + marks.session[in_year]
+        codes = np.zeros((len(ids), marks_codec.year_length(year)), dtype=np.uint8)
+        codes[row, slot] = marks.code[in_year]
+        minutes = {
+            (int(row[j]), int(slot[j])): value
+            for j, value in enumerate(marks.minutes_late[i] for i in in_year.tolist())
+            if value is not None
+        }
+        grids.append(_YearGrid(year, ids, codes, minutes))
+    return grids
+
+
+def _sessions_text(first_day: dt.date, slots: np.ndarray) -> str:
+    """ "2025-10-28 AM" for one slot of a year, "2025-10-28 AM and 5 more sessions" for more."""
+    slot = int(slots[0])
+    named = f"{(first_day + dt.timedelta(days=slot // 2)).isoformat()} {marks_codec.SESSIONS[slot % 2]}"
+    return named if len(slots) == 1 else f"{named} and {len(slots) - 1} more sessions"
+
+
+def _span_problems(
+    year: int, in_calendar: np.ndarray, offset: int, codes: np.ndarray, before: np.ndarray
+) -> list[str]:
+    """What is wrong with a span's marks in one academic year, laid on the pupil's year at ``offset``
+    where ``before`` holds what earlier spans of the batch gave the same pupil and sessions, and
+    ``in_calendar`` says per slot of the year whether it is in one of the school's half-terms."""
+    first_day = academic_year_start(year)
+    slots = offset + np.arange(len(codes))
+    marked = codes != NO_MARK
+    ordinals = first_day.toordinal() + slots // 2
+    known = marks_codec.known_code(codes)
+    problems = []
+    if (unknown := marked & ~known).any():
+        values = sorted(set(codes[unknown].tolist()))
+        problems.append(f"{_sessions_text(first_day, slots[unknown])}: unknown code value(s) {values}")
+    if (outside := marked & ~in_calendar[slots]).any():
+        problems.append(
+            f"{_sessions_text(first_day, slots[outside])}: outside the school calendar (in no half-term)"
+        )
+    invalid = known & ~marks_codec.valid_on(codes, ordinals)
+    for value in sorted(set(codes[invalid].tolist())):
+        where = invalid & (codes == value)
+        day = dt.date.fromordinal(int(ordinals[where][0]))
+        problems.append(
+            f"{_sessions_text(first_day, slots[where])}: {CODES[CODE_ORDER[value - 1]].validity_problem(day)}"
+        )
+    if (clash := marked & (before != NO_MARK) & (before != codes)).any():
+        problems.append(
+            f"{_sessions_text(first_day, slots[clash])}: coded differently by an earlier span of the batch"
+        )
+    return problems
+
+
+def _validate_spans(
+    session: Session, org_id: int, spans: Sequence[MarkSpan]
+) -> tuple[list[_YearGrid], list[RowError]]:
+    """Lay each span on its pupil's academic years and check every session in numpy.
+
+    A school's CTF is one span per pupil and year: the Python work is per span, never per session.
+    """
+    upn_of = _pupils_of(session, org_id, (s.upn for s in spans))
+    errors: list[RowError] = []
+    pieces: dict[int, list[tuple[int, int, int, np.ndarray]]] = {}  # year -> (span, pupil, offset, codes)
+    for i, span in enumerate(spans):
+        pupil_id, why = upn_of[span.upn]
+        if why:
+            errors.append(RowError(_row_no(span, i), why))
+            continue
+        codes = np.frombuffer(span.codes, dtype=np.uint8)
+        done = 0
+        while done < len(codes):
+            day = span.start + dt.timedelta(days=done // 2)
+            year = academic_year_of(day)
+            upto = min(len(codes), 2 * ((academic_year_end(year) - span.start).days + 1))
+            offset = 2 * (day - academic_year_start(year)).days
+            if codes[done:upto].any():
+                pieces.setdefault(year, []).append((i, pupil_id, offset, codes[done:upto]))
+            done = upto
+    grids = []
+    for year, laid in sorted(pieces.items()):
+        calendar = school_calendar(session, org_id, year)
+        first_day, days = academic_year_start(year), marks_codec.year_days(year)
+        in_calendar = np.repeat(calendar.half_term_index(first_day, days) >= 0, 2)
+        ids = np.unique(np.array([pupil_id for _i, pupil_id, _o, _c in laid], dtype=np.int64))
+        grid = np.zeros((len(ids), marks_codec.year_length(year)), dtype=np.uint8)
+        for i, pupil_id, offset, codes in laid:
+            target = grid[int(np.searchsorted(ids, pupil_id)), offset : offset + len(codes)]
+            problems = _span_problems(year, in_calendar, offset, codes, target)
+            errors.extend(RowError(_row_no(spans[i], i), p) for p in problems)
+            np.copyto(target, codes, where=codes != NO_MARK)
+        grids.append(_YearGrid(year, ids, grid, {}))
+    return grids, errors
+
+
 @dataclass
 class _Stored:
     codes: bytes
@@ -806,47 +927,61 @@ def store_marks(session: Session, org_id: int, rows: Sequence[MarkRow], source: 
     marks, errors = _validate_marks(session, org_id, rows)
     if errors:
         raise BatchRejected("marks batch", errors, len(rows))
-    counts = Counts(unchanged=marks.repeats)
-    if not len(marks.code):
+    return _store_grids(session, org_id, _grids_of_rows(marks), mark_source, len(rows), marks.repeats)
+
+
+def store_mark_spans(session: Session, org_id: int, spans: Sequence[MarkSpan], source: str) -> Counts:
+    """Store marks given as spans of consecutive sessions (:class:`MarkSpan`), as :func:`store_marks`
+    stores rows: the same checks (each problem reported against its span's ``row``), the same
+    all-or-nothing batch, counts per session, history and audit. A session a span gives no code
+    (0) keeps what is stored for it."""
+    _require_writer(org_id)
+    mark_source = MarkSource(source)
+    grids, errors = _validate_spans(session, org_id, spans)
+    if errors:
+        raise BatchRejected("marks batch", errors, len(spans))
+    return _store_grids(session, org_id, grids, mark_source, len(spans), 0)
+
+
+def _store_grids(
+    session: Session, org_id: int, grids: list[_YearGrid], source: MarkSource, rows: int, repeats: int
+) -> Counts:
+    """Merge each validated year into what is stored, write the changed years and the history, audit."""
+    counts = Counts(unchanged=repeats)
+    if not grids:
         return counts
     session.flush()
     now = utcnow()
-    days, day_index = np.unique(marks.ordinal, return_inverse=True)
-    day_years = np.array([academic_year_of(dt.date.fromordinal(int(d))) for d in days], dtype=np.int64)
-    mark_years = day_years[day_index]
     writes: list[tuple[int, int, bytes, str, int]] = []
     history: list[tuple[int, dt.date, str, str | None, str | None]] = []
     pupils_in_batch = 0
-    for year in np.unique(day_years).tolist():
-        in_year = np.flatnonzero(mark_years == year)
-        ids, row = np.unique(marks.pupil_id[in_year], return_inverse=True)
+    for grid in grids:
+        year, ids, incoming = grid.year, grid.pupil_ids, grid.codes
         pupils_in_batch += len(ids)
         stored = _stored_years(session, org_id, year, ids.tolist())
-        old = np.zeros((len(ids), marks_codec.year_length(year)), dtype=np.uint8)
+        old = np.zeros_like(incoming)
         for r, pupil_id in enumerate(ids.tolist()):
             if pupil_id in stored:
                 old[r] = marks_codec.decode_year(stored[pupil_id].codes, year)
-        slot = 2 * (marks.ordinal[in_year] - academic_year_start(year).toordinal()) + marks.session[in_year]
-        before, after = old[row, slot], marks.code[in_year]
-        minutes = [marks.minutes_late[i] for i in in_year.tolist()]
-        late_changed, late = _minutes_late_changes(year, ids, row, slot, minutes, stored)
-        changed = (before != after) | late_changed
-        counts.created += int(np.count_nonzero(changed & (before == NO_MARK)))
-        counts.updated += int(np.count_nonzero(changed & (before != NO_MARK)))
-        counts.unchanged += int(np.count_nonzero(~changed))
-        for j in np.flatnonzero((before != NO_MARK) & (before != after)).tolist():
+        marked = incoming != NO_MARK
+        late_changed, late = _minutes_late_changes(year, ids, marked, grid.minutes_late, stored)
+        changed = marked & ((incoming != old) | late_changed)
+        counts.created += int(np.count_nonzero(changed & (old == NO_MARK)))
+        counts.updated += int(np.count_nonzero(changed & (old != NO_MARK)))
+        counts.unchanged += int(np.count_nonzero(marked & ~changed))
+        first_day = academic_year_start(year)
+        for r, slot in zip(*np.nonzero(marked & (old != NO_MARK) & (old != incoming)), strict=True):
             history.append(
                 (
-                    int(ids[row[j]]),
-                    dt.date.fromordinal(int(marks.ordinal[in_year[j]])),
-                    "AM" if marks.session[in_year[j]] == 0 else "PM",
-                    decode(int(before[j])),
-                    decode(int(after[j])),
+                    int(ids[r]),
+                    first_day + dt.timedelta(days=int(slot) // 2),
+                    marks_codec.SESSIONS[slot % 2],
+                    decode(int(old[r, slot])),
+                    decode(int(incoming[r, slot])),
                 )
             )
-        new = old
-        new[row, slot] = after
-        for r in np.unique(row[changed]).tolist():
+        new = np.where(marked, incoming, old)
+        for r in np.flatnonzero(changed.any(axis=1)).tolist():
             pupil_id = int(ids[r])
             previous = stored.get(pupil_id)
             writes.append(
@@ -861,7 +996,7 @@ def store_marks(session: Session, org_id: int, rows: Sequence[MarkRow], source: 
     if writes:
         _write_years(session, org_id, writes, now)
     if history:
-        _write_history(session, org_id, history, now, mark_source)
+        _write_history(session, org_id, history, now, source)
     counts.changed_pupils = frozenset(w[0] for w in writes)
     if counts.created or counts.updated:
         audit.record(
@@ -870,8 +1005,8 @@ def store_marks(session: Session, org_id: int, rows: Sequence[MarkRow], source: 
             action="marks.store",
             object_type="pupil_mark_years",
             detail={
-                "source": mark_source.value,
-                "rows": len(rows),
+                "source": source.value,
+                "rows": rows,
                 "pupils": pupils_in_batch,
                 "created": counts.created,
                 "updated": counts.updated,
@@ -885,9 +1020,8 @@ def store_marks(session: Session, org_id: int, rows: Sequence[MarkRow], source: 
 def _minutes_late_changes(
     year: int,
     ids: np.ndarray,
-    row: np.ndarray,
-    slot: np.ndarray,
-    minutes: list[int | None],
+    marked: np.ndarray,
+    minutes: dict[tuple[int, int], int],
     stored: dict[int, _Stored],
 ) -> tuple[np.ndarray, dict[int, dict[str, int]]]:
     """Which marks change a pupil's minutes late, and each changed pupil's minutes after the batch.
@@ -895,34 +1029,28 @@ def _minutes_late_changes(
     A mark with minutes sets them; a mark without minutes clears what was stored for its session.
     Only marks with minutes and pupils with stored minutes are visited: most of a batch is neither.
     """
-    changed = np.zeros(len(row), dtype=bool)
+    changed = np.zeros(marked.shape, dtype=bool)
     late: dict[int, dict[str, int]] = {
         r: json.loads(stored[pupil_id].minutes_late)
         for r, pupil_id in enumerate(ids.tolist())
         if pupil_id in stored and stored[pupil_id].minutes_late != "{}"
     }
+    for r, known in late.items():
+        for key in list(known):
+            day, _, session = key.partition(":")
+            slot = marks_codec.slot(year, dt.date.fromisoformat(day), session)
+            if marked[r, slot] and (r, slot) not in minutes:
+                del known[key]
+                changed[r, slot] = True
     first_day = academic_year_start(year)
-    if late:
-        at = np.full((len(ids), marks_codec.year_length(year)), -1, dtype=np.int64)
-        at[row, slot] = np.arange(len(row))
-        for r, known in late.items():
-            for key in list(known):
-                day, _, session = key.partition(":")
-                j = int(at[r, marks_codec.slot(year, dt.date.fromisoformat(day), session)])
-                if j >= 0 and minutes[j] is None:
-                    del known[key]
-                    changed[j] = True
-    for j, value in enumerate(minutes):
-        if value is None:
-            continue
-        known = late.setdefault(int(row[j]), {})
-        day_slot = int(slot[j])
+    for (r, slot), value in minutes.items():
+        known = late.setdefault(r, {})
         key = marks_codec.minutes_late_key(
-            first_day + dt.timedelta(days=day_slot // 2), marks_codec.SESSIONS[day_slot % 2]
+            first_day + dt.timedelta(days=slot // 2), marks_codec.SESSIONS[slot % 2]
         )
         if known.get(key) != value:
             known[key] = value
-            changed[j] = True
+            changed[r, slot] = True
     return changed, late
 
 

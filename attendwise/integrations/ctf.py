@@ -30,6 +30,12 @@ How ``AttendSessions/AttendanceMarks`` is read (see ``docs/cli.md``):
   anything else is reported with the date, the session and its character position, and the
   pupil is rejected rather than imported with a gap in the register. An odd number of sessions
   (a day with only its AM half) is reported the same way.
+
+The string is read as a whole, not session by session: its bytes go through lookup tables
+(``numpy``) to one code byte per session, the values the marks store keeps
+(``attendwise.attendance.marks_codec``), and each session's code is checked against its date
+in the same way. A year of a 1,500-pupil school is half a million sessions; no Python object
+is made for any of them unless something asks for :attr:`YearData.marks`.
 """
 
 from __future__ import annotations
@@ -44,10 +50,12 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 from xml.etree.ElementTree import Element, ParseError
 
+import numpy as np
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
 from attendwise.attendance import codes as dfe_codes
+from attendwise.attendance import marks_codec
 from attendwise.attendance.services import YEAR_GROUPS, check_upn
 
 SUPPORTED_VERSIONS = ("24", "25")
@@ -173,9 +181,24 @@ class YearData:
     school_name: str | None
     totals: Totals
     start_date: dt.date | None
-    marks: tuple[Mark, ...]
+    codes: bytes  # one byte per session from start_date, AM then PM: the code's value, 0 = no mark
     has_sessions: bool
     location: str
+
+    @property
+    def marks(self) -> tuple[Mark, ...]:
+        """The marks one by one (for reports and tests; the importer stores :attr:`codes` whole)."""
+        if self.start_date is None:
+            return ()
+        values = np.frombuffer(self.codes, dtype=np.uint8)
+        return tuple(
+            Mark(
+                self.start_date + dt.timedelta(days=n // 2),
+                marks_codec.SESSIONS[n % 2],
+                dfe_codes.CODE_ORDER[int(values[n]) - 1],
+            )
+            for n in np.flatnonzero(values).tolist()
+        )
 
 
 @dataclass(frozen=True)
@@ -297,15 +320,9 @@ def _text(el: Element | None, *names: str) -> str | None:
 class _Reader:
     """Walks one file, collecting problems with their element paths."""
 
-    def __init__(
-        self,
-        code_check: Callable[[str, dt.date], str | None],
-        validate_upn: Callable[[str], tuple[str, bool]],
-    ):
-        self.code_check = code_check
+    def __init__(self, validate_upn: Callable[[str], tuple[str, bool]]):
         self.validate_upn = validate_upn
         self.problems: list[Problem] = []
-        self.checked: dict[tuple[str, dt.date], str | None] = {}
 
     def report(self, location: str, reason: str) -> None:
         self.problems.append(Problem(location, reason))
@@ -599,22 +616,38 @@ class _Reader:
 
     def attendance(self, el: Element, path: str) -> tuple[YearData, ...]:
         container = _child(el, "Attendance")
-        years = []
-        seen: dict[tuple[dt.date, str], str] = {}
-        for index, node in enumerate(_children(container, "YearData"), start=1):
-            where = f"{path}/{_path_name(container)}/{_name(node)}[{index}]"
-            year = self.year_data(node, where)
-            for mark in year.marks:
-                key = (mark.date, mark.session)
-                if key in seen and seen[key] != mark.code:
+        years = tuple(
+            self.year_data(node, f"{path}/{_path_name(container)}/{_name(node)}[{index}]")
+            for index, node in enumerate(_children(container, "YearData"), start=1)
+        )
+        if sum(1 for year in years if year.codes) > 1:
+            self.clashes(years)
+        return years
+
+    def clashes(self, years: tuple[YearData, ...]) -> None:
+        """Report a session that two YearData elements give different codes."""
+        seen_keys = np.empty(0, dtype=np.int64)  # 2 * day ordinal (+1 for PM), sorted
+        seen_values = np.empty(0, dtype=np.uint8)
+        for year in years:
+            if year.start_date is None or not year.codes:
+                continue
+            values = np.frombuffer(year.codes, dtype=np.uint8)
+            numbers = np.flatnonzero(values)
+            keys, marked = 2 * year.start_date.toordinal() + numbers, values[numbers]
+            if len(seen_keys):
+                at = np.minimum(np.searchsorted(seen_keys, keys), len(seen_keys) - 1)
+                for i in np.flatnonzero((seen_keys[at] == keys) & (seen_values[at] != marked)).tolist():
+                    key = int(keys[i])
                     self.report(
-                        f"{where}/AttendSessions/AttendanceMarks",
-                        f"{mark.date.isoformat()} {mark.session} is marked {mark.code!r} here "
-                        f"but {seen[key]!r} in an earlier YearData",
+                        f"{year.location}/AttendSessions/AttendanceMarks",
+                        f"{dt.date.fromordinal(key // 2).isoformat()} {marks_codec.SESSIONS[key % 2]} "
+                        f"is marked {_code_text(int(marked[i]))!r} here but "
+                        f"{_code_text(int(seen_values[at[i]]))!r} in an earlier YearData",
                     )
-                seen[key] = mark.code
-            years.append(year)
-        return tuple(years)
+            every_key = np.concatenate([seen_keys, keys])
+            every_value = np.concatenate([seen_values, marked])
+            seen_keys, first = np.unique(every_key, return_index=True)  # the earliest YearData wins
+            seen_values = every_value[first]
 
     def year_data(self, node: Element, where: str) -> YearData:
         totals = Totals(
@@ -625,7 +658,7 @@ class _Reader:
         )
         sessions = _child(node, "AttendSessions")
         start = None
-        marks: tuple[Mark, ...] = ()
+        codes = b""
         if sessions is not None:
             sessions_path = f"{where}/{_name(sessions)}"
             start = self.date(sessions, "AttendanceStartDate", sessions_path, required=True)
@@ -635,7 +668,7 @@ class _Reader:
                 f"{sessions_path}/{_name(marks_node) if marks_node is not None else 'AttendanceMarks'}"
             )
             if start is not None:
-                marks = tuple(self.marks(raw, start, marks_path))
+                codes = self.marks(raw, start, marks_path)
         return YearData(
             year=_text(node, "Year"),
             lea=_text(node, "LEA"),
@@ -643,39 +676,37 @@ class _Reader:
             school_name=_text(node, "SchoolName"),
             totals=totals,
             start_date=start,
-            marks=marks,
+            codes=codes,
             has_sessions=sessions is not None,
             location=where,
         )
 
-    def marks(self, raw: str, start: dt.date, path: str) -> Iterator[Mark]:
-        tokens = list(tokenise_marks(raw))
-        if len(tokens) % 2:
+    def marks(self, raw: str, start: dt.date, path: str) -> bytes:
+        """The sessions of an AttendanceMarks string as code bytes; each bad session reported."""
+        positions, values = _sessions(raw)
+        if len(values) % 2:
             self.report(
                 path,
-                f"{len(tokens)} sessions cannot be whole days (two sessions a day, AM then PM): "
+                f"{len(values)} sessions cannot be whole days (two sessions a day, AM then PM): "
                 f"the last day has only its AM session",
             )
-        days = [start + dt.timedelta(days=n) for n in range((len(tokens) + 1) // 2)]
-        for number, (position, code) in enumerate(tokens):
-            if code in (NOT_IN_SESSION, NO_MARK):
-                continue
-            day = days[number // 2]
-            session = "AM" if number % 2 == 0 else "PM"
-            key = (code, day)
-            if key not in self.checked:
-                self.checked[key] = self.code_check(code, day)
-            problem = self.checked[key]
-            if problem is not None:
-                self.report(
-                    path,
-                    f"{day.isoformat()} {session} (character {position + 1}): {problem}",
-                )
-                continue
-            yield Mark(day, session, code)
+        ordinals = start.toordinal() + np.arange(len(values)) // 2
+        bad = (values != 0) & ~marks_codec.valid_on(values, ordinals)
+        for number in np.flatnonzero(bad).tolist():
+            day = start + dt.timedelta(days=number // 2)
+            position = int(positions[number])
+            _start, code = next(tokenise_marks(raw[position : position + 2]))
+            self.report(
+                path,
+                f"{day.isoformat()} {marks_codec.SESSIONS[number % 2]} (character {position + 1}): "
+                f"{dfe_code_problem(code, day)}",
+            )
+        values[bad] = 0
+        return values.tobytes()
 
 
 _SESSION_CODE = re.compile(r"[A-Za-z][0-9]|\S")
+_UNKNOWN = 255  # the value of a code that is no DfE code (no code has it: there are 36)
 
 
 def tokenise_marks(raw: str) -> Iterator[tuple[int, str]]:
@@ -688,6 +719,59 @@ def tokenise_marks(raw: str) -> Iterator[tuple[int, str]]:
         yield match.start(), match.group().upper()
 
 
+def _code_value(code: str) -> int:
+    """A code's byte value; 0 for "not in session" and "no mark", :data:`_UNKNOWN` for no DfE code."""
+    if code in (NOT_IN_SESSION, NO_MARK):
+        return 0
+    return dfe_codes.CODE_INDEX.get(code, _UNKNOWN)
+
+
+def _code_text(value: int) -> str:
+    return dfe_codes.CODE_ORDER[value - 1]
+
+
+def _ascii_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Lookup tables by ASCII byte, for reading a marks string the way :func:`tokenise_marks` does:
+    is it whitespace, a letter, a digit; its value as a one-character code; and, indexed by a
+    letter and a digit, the value of the two-character code they make."""
+    chars = [chr(b) for b in range(128)]
+    space = np.array([c.isspace() for c in chars], dtype=bool)
+    letter = np.array([c.isascii() and c.isalpha() for c in chars], dtype=bool)
+    digit = np.array([c in "0123456789" for c in chars], dtype=bool)
+    single = np.array([_code_value(c.upper()) for c in chars], dtype=np.uint8)
+    pair = np.array([[_code_value(f"{c}{d}".upper()) for d in range(10)] for c in chars], dtype=np.uint8)
+    return space, letter, digit, single, pair
+
+
+_SPACE, _LETTER, _DIGIT, _SINGLE, _PAIR = _ascii_tables()
+
+
+def _sessions(raw: str) -> tuple[np.ndarray, np.ndarray]:
+    """(character position, code value) of each session in an AttendanceMarks string, as arrays.
+
+    The same reading as :func:`tokenise_marks`, done on the whole string at once: a letter
+    followed by a digit starts a two-character code and the digit is not a session of its own.
+    """
+    if not raw.isascii():
+        tokens = list(tokenise_marks(raw))
+        return (
+            np.array([position for position, _code in tokens], dtype=np.int64),
+            np.array([_code_value(code) for _position, code in tokens], dtype=np.uint8),
+        )
+    chars = np.frombuffer(raw.encode("ascii"), dtype=np.uint8)
+    pairs = np.zeros(len(chars), dtype=bool)
+    pairs[:-1] = _LETTER[chars[:-1]] & _DIGIT[chars[1:]]
+    starts = ~_SPACE[chars]
+    starts[1:] &= ~pairs[:-1]
+    positions = np.flatnonzero(starts)
+    values = _SINGLE[chars[positions]]
+    two = pairs[positions]
+    if two.any():
+        at = positions[two]
+        values[two] = _PAIR[chars[at], chars[at + 1] - ord("0")]
+    return positions, values
+
+
 def dfe_code_problem(code: str, day: dt.date) -> str | None:
     """Why ``code`` cannot be a mark on ``day`` (unknown, or not in force then), or ``None``."""
     known = dfe_codes.CODES.get(code)
@@ -696,12 +780,7 @@ def dfe_code_problem(code: str, day: dt.date) -> str | None:
     return known.validity_problem(day)
 
 
-def parse(
-    data: bytes,
-    *,
-    code_check: Callable[[str, dt.date], str | None] = dfe_code_problem,
-    validate_upn: Callable[[str], tuple[str, bool]] = check_upn,
-) -> CtfFile:
+def parse(data: bytes, *, validate_upn: Callable[[str], tuple[str, bool]] = check_upn) -> CtfFile:
     """Parse CTF bytes (already size-checked) into pupils and problems."""
     result = CtfFile()
     try:
@@ -723,7 +802,7 @@ def parse(
     if root_name.lower() != "ctfile":
         result.problems.append(Problem(root_name, f"the root element is {root_name}, not CTfile"))
         return result
-    reader = _Reader(code_check=code_check, validate_upn=validate_upn)
+    reader = _Reader(validate_upn=validate_upn)
     result.header = reader.header(root, root_name)
     if result.header is not None:
         result.pupils = list(reader.pupils(root, root_name))

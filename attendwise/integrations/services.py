@@ -72,11 +72,10 @@ class Outcome:
         self.created += counts.created
         self.updated += counts.updated
         self.unchanged += counts.unchanged
-        self.detail[kind] = {
-            "created": counts.created,
-            "updated": counts.updated,
-            "unchanged": counts.unchanged,
-        }
+        counted = self.detail.setdefault(kind, {"created": 0, "updated": 0, "unchanged": 0})
+        counted["created"] += counts.created
+        counted["updated"] += counts.updated
+        counted["unchanged"] += counts.unchanged
 
 
 # ---- runs ---------------------------------------------------------------------------------
@@ -329,11 +328,16 @@ class MarkIn(NamedTuple):
 
 @dataclass
 class Batch:
-    """Normalised records of one source, each with where it came from."""
+    """Normalised records of one source, each with where it came from.
+
+    Marks come one per session (``marks``: CSV, Wonde) or as spans of consecutive sessions
+    (``spans``: a CTF's AttendanceMarks strings, stored without a Python object per session).
+    """
 
     pupils: list[tuple[attendance.PupilRecord, Where]] = field(default_factory=list)
     contacts: list[tuple[attendance.ContactRecord, list[Where]]] = field(default_factory=list)
     marks: list[tuple[MarkIn, Where]] = field(default_factory=list)
+    spans: list[tuple[attendance.MarkSpan, Where]] = field(default_factory=list)
 
 
 def store(
@@ -349,10 +353,11 @@ def store(
     same = _already_delivered(session, org_id, feed, digests) if feed else set()
     fresh, repeated = _split(batch, same)
     outcome, refused = _store(session, org_id, fresh, source=source)
+    repeated_marks = len(repeated.marks) + sum(_marks_in(span) for span, _where in repeated.spans)
     for kind, number in (
         ("pupils", len(repeated.pupils)),
         ("contacts", len(repeated.contacts)),
-        ("marks", len(repeated.marks)),
+        ("marks", repeated_marks),
     ):
         if number:
             outcome.unchanged += number
@@ -363,6 +368,10 @@ def store(
             session, org_id, feed, {k: d for k, d in digests.items() if k not in same and k not in refused}
         )
     return outcome
+
+
+def _marks_in(span: attendance.MarkSpan) -> int:
+    return len(span.codes) - span.codes.count(0)
 
 
 def _digests(batch: Batch) -> dict[str, str]:
@@ -378,6 +387,8 @@ def _digests(batch: Batch) -> dict[str, str]:
         parts.setdefault(mark.upn, []).append(
             f"mark {mark.date} {mark.session} {mark.code} {mark.minutes_late}"
         )
+    for span, _where in batch.spans:
+        parts.setdefault(span.upn, []).append(f"span {span.start} {span.codes.hex()}")
     return {
         upn: hashlib.sha256("\n".join(sorted(items)).encode()).hexdigest() for upn, items in parts.items()
     }
@@ -409,6 +420,8 @@ def _split(batch: Batch, same: set[str]) -> tuple[Batch, Batch]:
         (repeated if all_same else fresh).contacts.append(contact)
     for mark in batch.marks:
         (repeated if mark[0].upn in same else fresh).marks.append(mark)
+    for span in batch.spans:
+        (repeated if span[0].upn in same else fresh).spans.append(span)
     return fresh, repeated
 
 
@@ -458,6 +471,7 @@ def _store(session: Session, org_id: int, batch: Batch, *, source: str) -> tuple
             if row not in excluded_contacts and links:
                 contacts[row] = (replace(contact, links=links, row=row), wheres)
         marks = dict(enumerate((m for m in batch.marks if m[0].upn not in excluded), start=1))
+        spans = dict(enumerate((s for s in batch.spans if s[0].upn not in excluded), start=1))
         outcome = Outcome()
         savepoint = session.begin_nested()
         step = "pupils"
@@ -487,6 +501,10 @@ def _store(session: Session, org_id: int, batch: Batch, *, source: str) -> tuple
                 ]
                 counts = attendance.store_marks(session, org_id, rows, source=source)
                 outcome.add("marks", counts)
+            step = "spans"
+            if batch.spans:
+                spans_in = [replace(span, row=row) for row, (span, _w) in spans.items()]
+                outcome.add("marks", attendance.store_mark_spans(session, org_id, spans_in, source=source))
         except attendance.BatchRejected as refused:
             savepoint.rollback()
             progress = False
@@ -498,8 +516,10 @@ def _store(session: Session, org_id: int, batch: Batch, *, source: str) -> tuple
                     )
                 elif step == "marks" and error.row in marks:
                     mark, where = marks[error.row]
-                    reason = f"the pupil was not imported: {error.reason}"
-                    progress |= _exclude(excluded, mark.upn, Rejection(where.record, where.location, reason))
+                    progress |= _exclude(excluded, mark.upn, _not_imported(where, error.reason))
+                elif step == "spans" and error.row in spans:
+                    span, where = spans[error.row]
+                    progress |= _exclude(excluded, span.upn, _not_imported(where, error.reason))
                 elif step == "contacts" and error.row in contacts and error.row not in excluded_contacts:
                     excluded_contacts[error.row] = [
                         Rejection(w.record, w.location, f"contact not imported: {error.reason}")
@@ -516,6 +536,10 @@ def _store(session: Session, org_id: int, batch: Batch, *, source: str) -> tuple
             outcome.rejections.extend(rejections)
             set_aside.update(link.pupil_upn for link in batch.contacts[row - 1][0].links)
         return outcome, set_aside
+
+
+def _not_imported(where: Where, reason: str) -> Rejection:
+    return Rejection(where.record, where.location, f"the pupil was not imported: {reason}")
 
 
 def _exclude(excluded: dict[str, Rejection], upn: str, rejection: Rejection) -> bool:
@@ -553,8 +577,9 @@ def import_ctf(
             if school.laestab and year.lea and year.estab and f"{year.lea}{year.estab}" != school.laestab:
                 skipped_years += 1
                 continue
-            marks_at = Where(where.record, f"{year.location}/AttendSessions/AttendanceMarks")
-            batch.marks.extend((MarkIn(pupil.upn, m.date, m.session, m.code), marks_at) for m in year.marks)
+            if year.start_date is not None and year.codes:
+                marks_at = Where(where.record, f"{year.location}/AttendSessions/AttendanceMarks")
+                batch.spans.append((attendance.MarkSpan(pupil.upn, year.start_date, year.codes), marks_at))
     upns = {p.upn for p in parsed.pupils}
     for group in _group_contacts(parsed.pupils):
         wheres = [Where(_record_of(where), contact.location) for contact, where in group.links.values()]

@@ -119,3 +119,88 @@ def test_a_write_racing_another_is_refused_and_the_other_writers_marks_survive(
         _store(db_session, school, [services.MarkRow(make_upn(1), MON, "AM", "N")])
     codes = marks_codec.decode_year(_year(db_session, school, 1).codes, 2026)
     assert codes[marks_codec.slot(2026, MON, "AM")] == encode("/")
+
+
+def _span(serial, start, codes, row=None):
+    return services.MarkSpan(make_upn(serial), start, bytes(encode(c) if c else 0 for c in codes), row=row)
+
+
+def _store_spans(db_session, org, spans, source="mis"):
+    with tenancy.tenant_context(org.id):
+        return services.store_mark_spans(db_session, org.id, spans, source)
+
+
+def test_spans_store_what_the_same_marks_as_rows_store(db_session, school, make_school):
+    week = ["/", "\\", "L", "\\", None, None, "I", "I", "/", "C2"]  # Mon-Fri; Wednesday unmarked
+    counts = _store_spans(db_session, school, [_span(n, MON, week) for n in (1, 2)])
+    by_rows = make_school()
+    with tenancy.tenant_context(by_rows.id):
+        services.set_school_calendar(db_session, by_rows.id, 2026, HALF_TERMS_2026)
+        services.upsert_pupils(db_session, by_rows.id, [pupil(n) for n in (1, 2)])
+    rows = [
+        services.MarkRow(make_upn(n), MON + dt.timedelta(days=i // 2), ("AM", "PM")[i % 2], code)
+        for n in (1, 2)
+        for i, code in enumerate(week)
+        if code
+    ]
+    same = _store(db_session, by_rows, rows)
+    assert (counts.created, counts.updated, counts.unchanged) == (same.created, 0, 0) == (16, 0, 0)
+    assert _year(db_session, school, 2).codes == _year(db_session, by_rows, 2).codes
+    assert counts.changed_pupils == {_ids(db_session, school)[make_upn(n)] for n in (1, 2)}
+
+
+def test_a_span_changes_only_the_sessions_it_marks_and_keeps_the_history(db_session, school):
+    _store(db_session, school, _week([1]))
+    counts = _store_spans(db_session, school, [_span(1, MON, [None, None, "N", "\\"])])
+    with tenancy.tenant_context(school.id):
+        history = db_session.scalars(select(MarkChange)).all()
+    codes = marks_codec.decode_year(_year(db_session, school, 1).codes, 2026)
+    assert (counts.created, counts.updated, counts.unchanged) == (0, 1, 1)
+    assert [(h.date, h.session, h.old_code, h.new_code) for h in history] == [(WEEK[1], "AM", "/", "N")]
+    assert codes[marks_codec.slot(2026, MON, "AM")] == encode("/")  # not in the span: kept
+    assert codes[marks_codec.slot(2026, WEEK[1], "AM")] == encode("N")
+    again = _store_spans(db_session, school, [_span(1, MON, [None, None, "N", "\\"])])
+    assert (again.created, again.updated, again.unchanged, again.changed_pupils) == (0, 0, 2, frozenset())
+
+
+def test_a_bad_span_rejects_the_batch_naming_its_row_the_sessions_and_why(db_session, school):
+    half_term = dt.date(2026, 10, 26)  # Monday of the October half-term
+    spans = [
+        _span(1, MON, ["/", "\\"], row=1),
+        _span(2, half_term, ["/", "\\", "/"], row=2),
+        _span(3, MON, ["H"], row=3),
+        services.MarkSpan("A12345", MON, b"\x01", row=4),
+        _span(4, MON, ["/"], row=5),
+        _span(4, MON, ["N"], row=6),
+    ]
+    with pytest.raises(services.BatchRejected) as caught:
+        _store_spans(db_session, school, spans)
+    reasons = {e.row: e.reason for e in caught.value.errors}
+    assert sorted(reasons) == [2, 3, 4, 6]
+    assert reasons[2] == "2026-10-26 AM and 2 more sessions: outside the school calendar (in no half-term)"
+    assert reasons[3] == "2026-09-07 AM: code H was withdrawn after 2024-08-18"
+    assert "UPN 'A12345'" in reasons[4]
+    assert "coded differently by an earlier span" in reasons[6]
+    with tenancy.tenant_context(school.id):
+        assert db_session.scalars(select(PupilMarkYear)).all() == []
+
+
+def test_a_span_racing_another_writer_is_refused(db_session, school, monkeypatch):
+    _store(db_session, school, _week([1]))
+    pupil_id = _ids(db_session, school)[make_upn(1)]
+    read = services._stored_years
+
+    def read_then_someone_else_writes(session, org_id, year, pupil_ids):
+        stored = read(session, org_id, year, pupil_ids)
+        session.execute(
+            update(PupilMarkYear)
+            .where(PupilMarkYear.pupil_id == pupil_id)
+            .values(version=PupilMarkYear.version + 1)
+        )
+        return stored
+
+    monkeypatch.setattr(services, "_stored_years", read_then_someone_else_writes)
+    with pytest.raises(StaleDataError, match="changed by someone else"):
+        _store_spans(db_session, school, [_span(1, MON, ["N"])])
+    codes = marks_codec.decode_year(_year(db_session, school, 1).codes, 2026)
+    assert codes[marks_codec.slot(2026, MON, "AM")] == encode("/")

@@ -282,3 +282,45 @@ def test_a_file_that_is_not_a_ctf_is_refused() -> None:
 
     assert parsed.pupils == []
     assert parsed.problems[0].location == "Pupils"
+
+
+def test_line_breaks_and_lower_case_in_the_marks_are_read_as_the_codes_they_spell() -> None:
+    pupil = one_pupil()
+    year = pupil.years[0]
+    year.sessions = ["/", "\\", "c1", "\n      ", "n", "#", "#", "l", "y3", "\n", "/", "a"]
+    year.start = dt.date(2025, 9, 3)
+
+    parsed = parse([pupil])
+
+    assert parsed.problems[0] == ctf.Problem(
+        f"{PUPILS}/Pupil[1]/Attendance/YearData[1]/AttendSessions/AttendanceMarks",
+        "2025-09-07 PM (character 20): 'A' is not a DfE attendance code",
+    )
+    year.sessions[-1] = "\\"
+    parsed = parse([pupil])
+    assert parsed.problems == []
+    assert [(m.date.day, m.session, m.code) for m in parsed.pupils[0].marks] == [
+        (3, "AM", "/"),
+        (3, "PM", "\\"),
+        (4, "AM", "C1"),
+        (4, "PM", "N"),
+        (6, "AM", "L"),
+        (6, "PM", "Y3"),
+        (7, "AM", "/"),
+        (7, "PM", "\\"),
+    ]
+
+
+def test_two_year_data_giving_one_session_different_codes_reject_the_pupil() -> None:
+    pupil = one_pupil()
+    pupil.years[0].sessions = ["/", "\\"]
+    pupil.years[0].start = dt.date(2025, 9, 3)
+    pupil.years.append(gen.GenYear(start=dt.date(2025, 9, 3), sessions=["/", "N"]))
+
+    parsed = parse([pupil])
+
+    assert parsed.pupils == []
+    where = f"{PUPILS}/Pupil[1]/Attendance/YearData[2]/AttendSessions/AttendanceMarks"
+    assert {p.location: p.reason for p in parsed.problems}[where] == (
+        "2025-09-03 PM is marked 'N' here but '\\\\' in an earlier YearData"
+    )
