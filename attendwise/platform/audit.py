@@ -133,7 +133,12 @@ def record(
 
 
 def record_many(session: Session, events: list[Event], actor: Actor | None = None) -> None:
-    """Append events to their organisations' chains: one lock, one read and one insert per organisation."""
+    """Append events to their organisations' chains: one lock, one read and one insert per organisation.
+
+    In a session marked by :func:`defer_until_commit` the events wait in the session and are
+    appended just before it commits, so the organisation's chain lock is held for the commit,
+    not for the rest of the request.
+    """
     if not events:
         return
     ctx = tenancy.require()
@@ -141,10 +146,62 @@ def record_many(session: Session, events: list[Event], actor: Actor | None = Non
         if not ctx.can_read(org_id):
             raise tenancy.TenantViolation("audit event for an organisation outside the current context")
     actor = actor or current_actor()
+    deferred: list[_Deferred] | None = session.info.get(_DEFERRED)
+    if deferred is not None and not session.in_nested_transaction():
+        deferred.append(_Deferred(events, actor, ctx, utcnow()))
+        return
+    _append(session, events, actor, utcnow())
+
+
+@dataclass(frozen=True)
+class _Deferred:
+    events: list[Event]
+    actor: Actor
+    ctx: tenancy.TenantContext
+    at: dt.datetime
+
+
+_DEFERRED = "aw_audit_deferred"
+
+
+def defer_until_commit(session: Session) -> None:
+    """Hold this session's audit events until just before it commits.
+
+    A read-only request (a page of pupils, one pupil's record) records its views early and
+    then renders for tens of milliseconds; appending at that moment would hold the school's
+    chain lock, and so every other view of that school, until the response is done.
+    """
+    session.info[_DEFERRED] = []
+
+
+def stop_deferring(session: Session) -> None:
+    """End :func:`defer_until_commit` (after the commit or rollback that closes the request)."""
+    session.info.pop(_DEFERRED, None)
+
+
+@event.listens_for(AttendwiseSession, "before_commit")
+def _append_deferred(session: Session) -> None:
+    deferred: list[_Deferred] | None = session.info.get(_DEFERRED)
+    if not deferred:
+        return
+    session.flush()  # the flush's own change events join the list before it is written
+    while deferred:
+        item = deferred.pop(0)
+        with tenancy.using(item.ctx):
+            _append(session, item.events, item.actor, item.at)
+
+
+@event.listens_for(AttendwiseSession, "after_soft_rollback")
+def _drop_deferred(session: Session, previous_transaction: Any) -> None:
+    deferred: list[_Deferred] | None = session.info.get(_DEFERRED)
+    if deferred and previous_transaction.parent is None:
+        deferred.clear()
+
+
+def _append(session: Session, events: list[Event], actor: Actor, now: dt.datetime) -> None:
     sync_tenant(session)
     conn = session.connection()
     table = cast(Table, AuditEvent.__table__)
-    now = utcnow()
     by_org: dict[int, list[Event]] = {}
     for e in events:
         by_org.setdefault(e.org_id, []).append(e)

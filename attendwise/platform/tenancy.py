@@ -76,6 +76,16 @@ def tenant_context(
 
 
 @contextlib.contextmanager
+def using(ctx: TenantContext) -> Iterator[TenantContext]:
+    """Work in a context captured earlier (e.g. audit events written at commit time)."""
+    token = _current.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _current.reset(token)
+
+
+@contextlib.contextmanager
 def system_context(reason: str) -> Iterator[TenantContext]:
     """Lift tenant filtering for platform work. The reason is required and logged."""
     if not reason.strip():

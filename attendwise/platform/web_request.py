@@ -7,7 +7,7 @@ import secrets
 from flask import Flask, Response, g, request
 
 from attendwise.platform import tenancy
-from attendwise.platform.audit import Actor, set_actor
+from attendwise.platform.audit import Actor, defer_until_commit, set_actor, stop_deferring
 from attendwise.platform.db import db
 
 CSP = (
@@ -20,6 +20,8 @@ def _begin() -> None:
     g.request_id = request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(8)
     tenancy.set_for_request(None)
     set_actor(Actor(label="anonymous", ip=request.remote_addr, request_id=g.request_id))
+    if request.method in ("GET", "HEAD"):
+        defer_until_commit(db.session())
 
 
 def _finish(response: Response) -> Response:
@@ -27,6 +29,7 @@ def _finish(response: Response) -> Response:
         db.session.commit()
     else:
         db.session.rollback()
+    stop_deferring(db.session())
     response.headers["X-Request-Id"] = g.get("request_id", "")
     nonce = g.get("csp_nonce")
     csp = CSP.replace("script-src 'self'", f"script-src 'self' 'nonce-{nonce}'") if nonce else CSP
@@ -43,6 +46,7 @@ def _finish(response: Response) -> Response:
 def _teardown(exc: BaseException | None) -> None:
     if exc is not None:
         db.session.rollback()
+        stop_deferring(db.session())
     tenancy.set_for_request(None)
 
 
