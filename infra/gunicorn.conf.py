@@ -40,6 +40,9 @@ keepalive = _int("GUNICORN_KEEPALIVE", 5)
 max_requests = _int("GUNICORN_MAX_REQUESTS", 5000)  # recycle workers: bounds slow memory growth
 max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 500)
 preload_app = False  # each worker builds its own app and pool; HUP reloads the code
+# No gunicornc control socket: reload is `kill -HUP`, and in the image the socket's default
+# place ($HOME/.gunicorn, i.e. /app) is not writable, so gunicorn logged an error at start.
+control_socket_disable = True
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
 # The app logs each request as JSON with its route template, never the query string (which
 # can hold a pupil's name), so gunicorn's own access log stays off.
