@@ -6,6 +6,10 @@ persistently absent, a few are severely absent; there are lates, some term-time 
 and N marks that the MIS later corrects to I or O, so pupils have mark history. Families have
 children in more than one school, so the household links show siblings across the LA.
 
+The pilot school (Spetisbury) has used Attendwise since last summer term: its CTF carries last
+summer's marks as a second ``YearData``, most pupils' absence then much as it is now, so some of
+its pupils joined the ladder last summer and are further up it this autumn.
+
 Each school's data goes through the import paths a school uses (``integrations.services``),
 from files written under ``<data dir>/demo-imports/`` that ``attendwise import`` also reads:
 
@@ -22,7 +26,7 @@ import csv
 import datetime as dt
 import io
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,16 +52,33 @@ EXPORTED_AT = dt.datetime(2026, 11, 20, 16, 30)  # noqa: DTZ001 - a CTF states l
 CORRECTED_AT = dt.datetime(2026, 11, 23, 8, 15)  # noqa: DTZ001
 SEN_PROVISION = {"sen_support": "K", "ehcp": "E"}
 
-HALF_TERMS = tuple(
-    services.HalfTermRecord(name, dt.date.fromisoformat(start), dt.date.fromisoformat(end))
-    for name, start, end in zip(
-        HALF_TERM_NAMES,
-        ("2026-09-01", "2026-11-02", "2027-01-04", "2027-02-22", "2027-04-12", "2027-06-07"),
-        ("2026-10-23", "2026-12-18", "2027-02-12", "2027-03-25", "2027-05-28", "2027-07-21"),
-        strict=True,
+
+def _half_terms(starts: str, ends: str) -> tuple[services.HalfTermRecord, ...]:
+    """The six half-terms of a year from their first and last days (ISO dates, space-separated)."""
+    return tuple(
+        services.HalfTermRecord(name, dt.date.fromisoformat(start), dt.date.fromisoformat(end))
+        for name, start, end in zip(HALF_TERM_NAMES, starts.split(), ends.split(), strict=True)
     )
+
+
+HALF_TERMS = _half_terms(
+    "2026-09-01 2026-11-02 2027-01-04 2027-02-22 2027-04-12 2027-06-07",
+    "2026-10-23 2026-12-18 2027-02-12 2027-03-25 2027-05-28 2027-07-21",
 )
 INSET_DAYS = (dt.date(2027, 1, 4), dt.date(2027, 7, 21))
+LAST_YEAR_HALF_TERMS = _half_terms(
+    "2025-09-03 2025-11-03 2026-01-05 2026-02-23 2026-04-13 2026-06-01",
+    "2025-10-24 2025-12-19 2026-02-13 2026-03-27 2026-05-22 2026-07-21",
+)
+
+PILOT_PRESET = "spetisbury"
+"""The school that has used Attendwise since the summer term: its files carry last summer's marks
+too, so its casework (and its ladder) began then."""
+LAST_SUMMER_FROM = dt.date(2026, 4, 13)
+LAST_SUMMER_TO = dt.date(2026, 7, 21)
+SAME_PATTERN_LAST_SUMMER = 0.6
+"""The chance a pupil's absence last summer was like this autumn's; otherwise it was another
+pupil's pattern, so some persistent absentees are new this year and some have recovered."""
 
 # The secondary's MIS exports: its column headers, saved as the school's CSV mappings.
 PUPIL_COLUMNS = {
@@ -171,13 +192,24 @@ def seed(session: Session, demo: DemoOrgs) -> None:
                 HALF_TERMS,
                 [services.ClosureRecord(day, "inset", "Staff training day") for day in INSET_DAYS],
             )
+            services.set_school_calendar(session, school.id, ACADEMIC_YEAR - 1, LAST_YEAR_HALF_TERMS)
             contacts = _contacts(rng, families, school)
-            first, corrected = _marks(rng, session, school, pupils[index])
+            first, corrected, patterns = _marks(rng, session, school, pupils[index])
+            last_summer = (
+                _last_summer(random.Random(SEED + 1), session, school, pupils[index], patterns)
+                if demo.presets.get(school.id) == PILOT_PRESET
+                else None
+            )
         exports = _Exports(session, school, folder, pupils[index], family_of, contacts)
         if index == secondary:
             exports.csv_school(first, corrected)
         else:
-            exports.ctf_school(first, corrected)
+            exports.ctf_school(first, corrected, last_summer)
+
+
+def marks_from(preset: str) -> dt.date:
+    """The first day of a demo school's marks: last summer term for the pilot school."""
+    return LAST_SUMMER_FROM if preset == PILOT_PRESET else MARKS_FROM
 
 
 class _Exports:
@@ -200,13 +232,18 @@ class _Exports:
         self.contacts = contacts
         self.stem = f"{school.urn}-{(school.name or 'school').split()[0].lower()}"
 
-    def ctf_school(self, first: Marks, corrected: Marks) -> None:
-        """Pupils, contacts and marks in a CTF; then a partial CTF of the pupils whose marks
-        the MIS has since corrected."""
-        self._ctf(f"{self.stem}-{EXPORTED_AT:%Y%m%d}.xml", self.pupils, first, EXPORTED_AT)
+    def ctf_school(self, first: Marks, corrected: Marks, last_summer: Marks | None) -> None:
+        """Pupils, contacts and marks in a CTF (with last summer's in a YearData of their own
+        for the pilot school); then a partial CTF of the pupils whose marks the MIS has since
+        corrected."""
+        self._ctf(f"{self.stem}-{EXPORTED_AT:%Y%m%d}.xml", self.pupils, first, EXPORTED_AT, last_summer)
         changed = [p for p in self.pupils if corrected[p.upn] != first[p.upn]]
         self._ctf(
-            f"{self.stem}-corrected-{CORRECTED_AT:%Y%m%d}.xml", changed, corrected, CORRECTED_AT, "partial"
+            f"{self.stem}-corrected-{CORRECTED_AT:%Y%m%d}.xml",
+            changed,
+            corrected,
+            CORRECTED_AT,
+            qualifier="partial",
         )
 
     def csv_school(self, first: Marks, corrected: Marks) -> None:
@@ -234,11 +271,12 @@ class _Exports:
         pupils: list[services.PupilRecord],
         marks: Marks | None,
         when: dt.datetime,
+        last_summer: Marks | None = None,
         qualifier: str = "full",
     ) -> None:
         laestab = self.school.laestab or "8350000"
         data = ctf_writer.write(
-            [self._ctf_pupil(record, marks) for record in pupils],
+            [self._ctf_pupil(record, marks, last_summer) for record in pupils],
             lea=laestab[:3],
             estab=laestab[3:],
             school_name=self.school.name or "",
@@ -270,22 +308,28 @@ class _Exports:
         if problems:
             raise RuntimeError(f"demo file {name} was not imported cleanly: {'; '.join(problems)}")
 
-    def _ctf_pupil(self, record: services.PupilRecord, marks: Marks | None) -> ctf_writer.Pupil:
+    def _ctf_pupil(
+        self, record: services.PupilRecord, marks: Marks | None, last_summer: Marks | None
+    ) -> ctf_writer.Pupil:
         family = self.family_of[record.upn]
         laestab = self.school.laestab or "8350000"
-        attendance: tuple[ctf_writer.Attendance, ...] = ()
-        if marks is not None:
-            attendance = (
-                ctf_writer.Attendance(
-                    year=str(ACADEMIC_YEAR),
-                    lea=laestab[:3],
-                    estab=laestab[3:],
-                    school_name=self.school.name or "",
-                    start=MARKS_FROM,
-                    end=MARKS_TO,
-                    marks={slot: code for slot, (code, _minutes) in marks[record.upn].items()},
-                ),
+
+        def year_data(year: int, start: dt.date, end: dt.date, slots: Marks) -> ctf_writer.Attendance:
+            return ctf_writer.Attendance(
+                year=str(year),
+                lea=laestab[:3],
+                estab=laestab[3:],
+                school_name=self.school.name or "",
+                start=start,
+                end=end,
+                marks={slot: code for slot, (code, _minutes) in slots[record.upn].items()},
             )
+
+        attendance: tuple[ctf_writer.Attendance, ...] = ()
+        if last_summer is not None and record.upn in last_summer:
+            attendance += (year_data(ACADEMIC_YEAR - 1, LAST_SUMMER_FROM, LAST_SUMMER_TO, last_summer),)
+        if marks is not None:
+            attendance += (year_data(ACADEMIC_YEAR, MARKS_FROM, MARKS_TO, marks),)
         return ctf_writer.Pupil(
             upn=record.upn,
             surname=record.legal_surname,
@@ -442,43 +486,95 @@ def _contacts(
     return found
 
 
+Pattern = tuple[str, float]
+"""A pupil's attendance pattern: profile (regular, persistent, severe) and absence rate."""
+
+
+def _pattern(rng: random.Random) -> Pattern:
+    profile = rng.choices(("regular", "persistent", "severe"), weights=(83, 14, 3))[0]
+    absence_rate = {"regular": rng.uniform(0.0, 0.035), "persistent": rng.uniform(0.1, 0.25)}.get(
+        profile, rng.uniform(0.5, 0.75)
+    )
+    return profile, absence_rate
+
+
+def _holiday(rng: random.Random, days: list[dt.date]) -> set[dt.date]:
+    """A term-time holiday (G) for about one pupil in 25."""
+    if rng.random() < 0.04:
+        start = rng.choice(range(len(days) - 5))
+        return set(days[start : start + rng.randint(3, 5)])
+    return set()
+
+
 def _marks(
     rng: random.Random, session: Session, school: Organisation, pupils: list[services.PupilRecord]
-) -> tuple[Marks, Marks]:
-    """The marks as the MIS first exported them, and as it exported them after the corrections
-    (unexplained absences before :data:`CORRECTED_BY` explained as I or O)."""
+) -> tuple[Marks, Marks, dict[str, Pattern]]:
+    """The marks as the MIS first exported them, as it exported them after the corrections
+    (unexplained absences before :data:`CORRECTED_BY` explained as I or O), and each pupil's
+    pattern."""
     calendar = services.school_calendar(session, school.id, ACADEMIC_YEAR)
     days = calendar.school_days(MARKS_FROM, MARKS_TO)
     first: Marks = {}
     corrected: Marks = {}
+    patterns: dict[str, Pattern] = {}
     trip_day = rng.choice(days[10:40])
     for record in pupils:
-        profile = rng.choices(("regular", "persistent", "severe"), weights=(83, 14, 3))[0]
-        absence_rate = {"regular": rng.uniform(0.0, 0.035), "persistent": rng.uniform(0.1, 0.25)}.get(
-            profile, rng.uniform(0.5, 0.75)
-        )
-        holiday = set()
-        if rng.random() < 0.04:
-            start = rng.choice(range(len(days) - 5))
-            holiday = set(days[start : start + rng.randint(3, 5)])
+        pattern = patterns[record.upn] = _pattern(rng)
         sent = first[record.upn] = {}
         later = corrected[record.upn] = {}
-        for day in days:
-            codes = _day_codes(
-                rng,
-                day,
-                absence_rate=absence_rate,
-                profile=profile,
-                holiday=holiday,
-                trip_day=trip_day,
-                year_group=record.year_group,
-            )
-            for session_name, (code, explained) in zip(("AM", "PM"), codes, strict=True):
-                minutes = rng.randint(3, 25) if code == "L" else rng.randint(31, 60) if code == "U" else None
-                sent[day, session_name] = (code, minutes)
-                fixed = explained is not None and day < CORRECTED_BY
-                later[day, session_name] = (explained, None) if fixed and explained else (code, minutes)
-    return first, corrected
+        for day, session_name, code, explained in _sessions(rng, days, pattern, trip_day, record.year_group):
+            minutes = rng.randint(3, 25) if code == "L" else rng.randint(31, 60) if code == "U" else None
+            sent[day, session_name] = (code, minutes)
+            fixed = explained is not None and day < CORRECTED_BY
+            later[day, session_name] = (explained, None) if fixed and explained else (code, minutes)
+    return first, corrected, patterns
+
+
+def _last_summer(
+    rng: random.Random,
+    session: Session,
+    school: Organisation,
+    pupils: list[services.PupilRecord],
+    patterns: dict[str, Pattern],
+) -> Marks:
+    """Last summer term's marks, as the MIS holds them now (every absence long since explained),
+    for every pupil but this year's Reception, who started in September."""
+    calendar = services.school_calendar(session, school.id, ACADEMIC_YEAR - 1)
+    days = calendar.school_days(LAST_SUMMER_FROM, LAST_SUMMER_TO)
+    trip_day = rng.choice(days[10:40])
+    marks: Marks = {}
+    for record in pupils:
+        if record.year_group == "R":
+            continue
+        pattern = _pattern(rng)
+        if rng.random() < SAME_PATTERN_LAST_SUMMER:
+            pattern = patterns[record.upn]
+        year_group = str(int(record.year_group) - 1) if record.year_group != "1" else "R"
+        marks[record.upn] = {
+            (day, session_name): (explained or code, None)
+            for day, session_name, code, explained in _sessions(rng, days, pattern, trip_day, year_group)
+        }
+    return marks
+
+
+def _sessions(
+    rng: random.Random, days: list[dt.date], pattern: Pattern, trip_day: dt.date, year_group: str
+) -> Iterator[tuple[dt.date, str, str, str | None]]:
+    """One pupil's sessions over ``days``: (day, "AM"/"PM", first code, corrected code or None)."""
+    profile, absence_rate = pattern
+    holiday = _holiday(rng, days)
+    for day in days:
+        codes = _day_codes(
+            rng,
+            day,
+            absence_rate=absence_rate,
+            profile=profile,
+            holiday=holiday,
+            trip_day=trip_day,
+            year_group=year_group,
+        )
+        for session_name, (code, explained) in zip(("AM", "PM"), codes, strict=True):
+            yield day, session_name, code, explained
 
 
 def _day_codes(

@@ -1,6 +1,7 @@
-"""Demo casework: the engine replayed over the autumn term of every demo school.
+"""Demo casework: the engine replayed over the autumn term of every demo school, and over last
+summer term too for the pilot school, whose marks begin then.
 
-Each school day from the start of term to the last day of demo marks, the attendance team does
+Each school day from the first to the last day of demo marks, the attendance team does
 the day's work first and the school's policy then runs in the evening, exactly as the daily job
 would. Nothing here writes a stage: every move is the engine's, driven by the marks and by the
 events the team records through the casework services, as staff would on the pages:
@@ -33,7 +34,7 @@ from sqlalchemy.orm import Session
 from attendwise.attendance import queries as attendance_queries
 from attendwise.attendance import services as attendance_services
 from attendwise.attendance.calendar import SchoolCalendar, academic_year_of, days_between
-from attendwise.attendance.demo import MARKS_FROM, MARKS_TO
+from attendwise.attendance.demo import MARKS_TO, marks_from
 from attendwise.attendance.metrics import Period
 from attendwise.casework import services
 from attendwise.casework.jobs import evaluate_on
@@ -70,14 +71,14 @@ MISSED_MEETING = {"often_absent": 0.6, "other": 0.2}
 
 
 def seed(session: Session, demo: DemoOrgs) -> None:
-    rng = random.Random(SEED)
     for school in demo.schools:
+        first_day = marks_from(demo.presets[school.id])
         with tenancy.tenant_context(school.id):
             if policy_services.get_policy(session) is None:
                 policy_services.publish(
                     session,
                     policy_services.create_from_preset(
-                        session, preset=demo.presets[school.id], effective_from=MARKS_FROM
+                        session, preset=demo.presets[school.id], effective_from=first_day
                     ),
                 )
             school_policy = policy_services.get_policy(session)
@@ -87,12 +88,11 @@ def seed(session: Session, demo: DemoOrgs) -> None:
                     Membership.org_id == school.id, Membership.role == "senior_attendance_champion"
                 )
             )
-            calendar = attendance_services.school_calendar(session, school.id, academic_year_of(MARKS_FROM))
-            team = _Team(session, rng, school.id, calendar, champion)
+            team = _Team(session, random.Random(f"{SEED}:{school.urn}"), school.id, champion)
             versions = policy_services.compiled_versions(school_policy)
-            for day in days_between(MARKS_FROM, MARKS_TO):
+            for day in days_between(first_day, MARKS_TO):
                 in_effect = [p for p in versions if p.effective_from <= day]
-                if not in_effect or not calendar.is_school_day(day):
+                if not in_effect or not team.calendar(day).is_school_day(day):
                     continue
                 team.work(day, in_effect[-1])
                 evaluate_on(session, school.id, day, policy=in_effect[-1])
@@ -106,14 +106,20 @@ class _Team:
         session: Session,
         rng: random.Random,
         org_id: int,
-        calendar: SchoolCalendar,
         champion: int | None,
     ) -> None:
         self.session = session
         self.rng = rng
         self.org_id = org_id
-        self.calendar = calendar
         self.champion = champion
+        self._calendars: dict[int, SchoolCalendar] = {}
+
+    def calendar(self, day: dt.date) -> SchoolCalendar:
+        """The school's calendar for the academic year of ``day``."""
+        year = academic_year_of(day)
+        if year not in self._calendars:
+            self._calendars[year] = attendance_services.school_calendar(self.session, self.org_id, year)
+        return self._calendars[year]
 
     def work(self, day: dt.date, policy: Policy) -> None:
         """The day's work, before the evening's evaluation: what was raised before today (the
@@ -200,7 +206,7 @@ class _Team:
             )
         ).all():
             case = services.get_case(self.session, meeting.case_id)
-            often_absent = (self._attendance(case, self.calendar.start, day) or 100.0) < 80.0
+            often_absent = (self._attendance(case, self.calendar(day).start, day) or 100.0) < 80.0
             missed = self.rng.random() < MISSED_MEETING["often_absent" if often_absent else "other"]
             services.record_meeting_attendance(
                 self.session,
@@ -238,9 +244,11 @@ class _Team:
                 )
 
     def _attendance(self, case: Case, start: dt.date, day: dt.date) -> float | None:
-        """The pupil's attendance from ``start`` to ``day``, from the marks."""
+        """The pupil's attendance from ``start`` to ``day`` (from September when ``start`` was in
+        an earlier academic year), from the marks."""
+        calendar = self.calendar(day)
         figures = attendance_queries.figures(
-            self.session, self.org_id, self.calendar, Period(start, day), [case.pupil_id]
+            self.session, self.org_id, calendar, Period(max(start, calendar.start), day), [case.pupil_id]
         )
         value = float(figures.attendance_pct[0])
         return None if math.isnan(value) else value

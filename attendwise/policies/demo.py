@@ -1,4 +1,5 @@
-"""Demo policies: each demo school runs its seed's preset, published from 1 September 2026.
+"""Demo policies: each demo school runs its seed's preset, published from the first day of its
+marks (1 September 2026; last summer term for the pilot school).
 
 Dormston's two threshold tables become two published versions (the launch table from
 1 September, the later table from the first day after autumn half-term), so the demo has a
@@ -11,11 +12,11 @@ import datetime as dt
 
 from sqlalchemy.orm import Session
 
+from attendwise.attendance.demo import marks_from
 from attendwise.platform import tenancy
 from attendwise.platform.demo import DemoOrgs
 from attendwise.policies import document, services, simulate
 
-FIRST_DAY = dt.date(2026, 9, 1)
 AFTER_HALF_TERM = dt.date(2026, 11, 2)
 
 
@@ -24,9 +25,10 @@ def seed(session: Session, demo: DemoOrgs) -> None:
         preset = demo.presets[school.id]
         versions = document.load(simulate.preset_text(preset))
         with tenancy.tenant_context(school.id):
-            policy = services.create_from_preset(session, preset=preset, effective_from=FIRST_DAY)
+            first_day = marks_from(preset)
+            policy = services.create_from_preset(session, preset=preset, effective_from=first_day)
             if len(versions) > 1:
-                services.save_draft(session, policy, services.set_version(versions[0].text, 1, FIRST_DAY))
+                services.save_draft(session, policy, services.set_version(versions[0].text, 1, first_day))
             services.publish(session, policy)
             for number, later in enumerate(versions[1:], start=2):
                 start = AFTER_HALF_TERM + dt.timedelta(weeks=number - 2)
