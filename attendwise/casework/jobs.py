@@ -222,14 +222,19 @@ def evaluate_on(session: Session, org_id: int, day: dt.date, *, policy: Policy |
     )
 
 
+def school_now(school: Organisation, now: dt.datetime | None = None) -> dt.datetime:
+    """``now`` (default: the current time) on the school's own clock, in its time zone."""
+    return (now or utcnow()).astimezone(ZoneInfo(school.timezone or "Europe/London"))
+
+
 def evaluate_school(org_id: int, on: str | None = None, scheduled_id: int | None = None) -> dict[str, object]:
-    """The job: evaluate one school today (London time) or on ``on`` (ISO date).
+    """The job: evaluate one school on ``on`` (ISO date), or today on the school's own clock.
 
     ``scheduled_id``: the :class:`ScheduledEvaluation` the scheduler queued this for, which
     records the outcome.
     """
-    day = dt.date.fromisoformat(on) if on else attendance_queries.today()
     session = db.session()
+    day = dt.date.fromisoformat(on) if on else school_now(session.get_one(Organisation, org_id)).date()
     outcome = evaluate_on(session, org_id, day)
     enqueue("attendwise.insights.jobs.refresh_school", org_id, day.isoformat(), org_id=org_id)
     if scheduled_id is not None:
@@ -256,7 +261,7 @@ def due_evaluation(session: Session, school: Organisation, now: dt.datetime) -> 
     MIS sync, once that day's sync has finished (or is :data:`SYNC_GRACE` late: the policy then
     runs on the marks it has rather than not at all).
     """
-    local = now.astimezone(ZoneInfo(school.timezone or "Europe/London"))
+    local = school_now(school, now)
     if local.time() < RUN_AT:
         return None
     sync = connectors.daily_sync(session, school, now)

@@ -31,7 +31,7 @@ from attendwise.attendance import services as attendance_services
 from attendwise.attendance.calendar import academic_year_of
 from attendwise.attendance.metrics import Period
 from attendwise.casework import case_view, queries, services
-from attendwise.casework.jobs import evaluate_school
+from attendwise.casework.jobs import evaluate_school, school_now
 from attendwise.casework.models import (
     OUTCOMES_BY_CHANNEL,
     ActionPlan,
@@ -163,8 +163,12 @@ def bulk_complete() -> Any:
 @bp.post("/casework/run-now")
 @require_perm(Perm.ORG_SETTINGS)
 def run_now() -> Any:
-    org_id = _principal().organisation.id  # type: ignore[union-attr]
-    enqueue(evaluate_school, org_id, org_id=org_id, queue="evaluation")
+    school = _principal().organisation
+    assert school is not None
+    # The day the admin asked for, on the school's clock: a job that starts after midnight still
+    # evaluates that day.
+    on = school_now(school).date().isoformat()
+    enqueue(evaluate_school, school.id, on, org_id=school.id, queue="evaluation")
     flash("The school's policy is being evaluated now; new tasks appear on the worklist.", "success")
     return redirect(url_for("casework.worklist", scope="school"))
 
@@ -300,6 +304,14 @@ def invite(case_id: int) -> Any:
     return _after(case, "Meeting invitation recorded.")
 
 
+def _evaluate_on_the_day_recorded(org_id: int) -> None:
+    """Evaluate the school on the day an event the policy reads was recorded (a pupil is due the
+    day of their event)."""
+    enqueue(
+        evaluate_school, org_id, attendance_queries.today().isoformat(), org_id=org_id, queue="evaluation"
+    )
+
+
 @bp.post("/meetings/<int:meeting_id>/attendance")
 @require_perm(Perm.CASES_WRITE)
 def meeting_attendance(meeting_id: int) -> Any:
@@ -315,7 +327,7 @@ def meeting_attendance(meeting_id: int) -> Any:
     except services.CaseworkError as exc:
         return _render_case(case, _errors(exc), 400)
     if raw in (MeetingStatus.ATTENDED, MeetingStatus.MISSED):
-        enqueue(evaluate_school, case.org_id, org_id=case.org_id, queue="evaluation")
+        _evaluate_on_the_day_recorded(case.org_id)
     return _after(case, f"Meeting recorded as {raw}.")
 
 
@@ -417,7 +429,7 @@ def review_plan(plan_id: int) -> Any:
         )
     except services.CaseworkError as exc:
         return _render_case(case, _errors(exc), 400)
-    enqueue(evaluate_school, case.org_id, org_id=case.org_id, queue="evaluation")
+    _evaluate_on_the_day_recorded(case.org_id)
     return _after(case, "Review recorded.")
 
 

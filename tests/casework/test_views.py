@@ -372,7 +372,7 @@ def test_a_court_warning_waits_for_the_champion_who_approves_or_declines_with_a_
     assert "Family worker started this week" in shown
 
 
-def test_a_school_admin_can_run_the_policy_now_and_an_officer_cannot(
+def test_a_school_admin_can_run_the_policy_now_on_the_schools_own_date_and_an_officer_cannot(
     client: FlaskClient,
     db_session: Session,
     login: Callable[..., Any],
@@ -381,7 +381,13 @@ def test_a_school_admin_can_run_the_policy_now_and_an_officer_cannot(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     built = casework_school(pupils=6, absent_pupils=2)
-    monkeypatch.setattr("attendwise.attendance.queries.today", lambda: dt.date(2026, 9, 11))
+    built.school.timezone = "Asia/Dubai"  # a British school abroad, four hours ahead of London
+    db_session.flush()
+    # Thursday 10 September, 21:30 in London, is already Friday (the policy's weekly day) there.
+    monkeypatch.setattr(
+        "attendwise.casework.jobs.utcnow", lambda: dt.datetime(2026, 9, 10, 20, 30, tzinfo=dt.UTC)
+    )
+    monkeypatch.setattr("attendwise.attendance.queries.today", lambda: dt.date(2026, 9, 10))
     login(make_user(built.school, "attendance_officer"))
     assert "Run the policy now" not in client.get("/worklist").get_data(as_text=True)
     assert post(client, "/casework/run-now", {}, "/worklist").status_code == 403
