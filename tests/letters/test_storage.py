@@ -154,6 +154,27 @@ def test_a_second_put_of_the_same_document_uploads_nothing(s3_settings: storage.
     assert len(uploads) == 2
 
 
+def test_a_writer_that_loses_the_race_keeps_the_winners_object(s3_settings: storage.S3Settings) -> None:
+    """Two workers store the same letter: both HEADs miss, one PutObject wins, and the other's
+    conditional write is refused by the server and taken as done, not as an error."""
+    late, early = s3_settings.store(), s3_settings.store()
+    statuses: list[int] = []
+
+    def early_writer_wins(params: dict[str, Any], **_: Any) -> None:
+        if params["Key"].endswith(".pdf"):
+            early.put(1, PDF, "<p>the early worker's copy</p>")
+
+    def record(http_response: Any, **_: Any) -> None:
+        statuses.append(http_response.status_code)
+
+    late.client.meta.events.register("before-parameter-build.s3.PutObject", early_writer_wins)
+    late.client.meta.events.register("after-call.s3.PutObject", record)
+    assert late.put(1, PDF, HTML) == SHA
+    assert statuses == [200, 412]  # the late writer's HTML, then its refused PDF
+    assert late.get_pdf(1, SHA) == PDF
+    assert late.get_html(1, SHA) == HTML
+
+
 def test_the_bucket_can_be_asked_to_encrypt_each_object(s3_settings: storage.S3Settings) -> None:
     s3 = storage.S3Settings(**{**s3_settings.__dict__, "server_side_encryption": "AES256"}).store()
     s3.put(1, PDF, HTML)
