@@ -55,6 +55,8 @@ from attendwise.policies import services as policy_services
 from attendwise.tenants.roles import Perm
 
 bp = Blueprint("casework", __name__, template_folder="templates")
+TIMELINE_SECTION = "aw-timeline"
+"""The id of the case page's timeline section, which htmx swaps a page at a time."""
 MINUTES_TEMPLATE = Path(__file__).parent / "templates" / "casework" / "letters" / "meeting-minutes.html"
 
 SUPPORT_OPTIONS = (
@@ -210,6 +212,9 @@ def _render_case(case: Case, errors: dict[str, str] | None = None, status: int =
         object_id=case.id,
         pupil_id=case.pupil_id,
     )
+    if request.headers.get("HX-Request") == "true" and request.headers.get("HX-Target") == TIMELINE_SECTION:
+        # The older or newer timeline page, fetched by htmx for the timeline section alone.
+        return render_template("casework/_timeline.html", page=page, case=case)
     principal = _principal()
     today = attendance_queries.today()
     return (

@@ -116,6 +116,21 @@ def test_a_case_with_a_thousand_entries_shows_the_newest_fifty_for_the_same_quer
     assert "Call number 0999" in second  # the contact log stays on its own page
     assert client.get(f"/cases/{big.id}?timeline_page=x").status_code == 200
 
+    # With JavaScript, the same link has htmx fetch the older page of the timeline alone and
+    # swap it into the timeline section; the rest of the page stays as it is.
+    url = older.group(1).replace("&amp;", "&").split("#")[0]
+    assert f'hx-get="{url.replace("&", "&amp;")}"' in big_page
+    assert 'hx-target="#aw-timeline"' in big_page
+    fragment = client.get(url, headers={"HX-Request": "true", "HX-Target": "aw-timeline"}).get_data(
+        as_text=True
+    )
+    assert fragment.lstrip().startswith('<div id="aw-timeline">')
+    assert "History entry 0949" in fragment
+    assert "History entry 0950" not in fragment
+    assert "Newer entries" in fragment
+    assert "Call number" not in fragment
+    assert "<html" not in fragment
+
 
 def test_the_timeline_pdf_lists_every_entry_oldest_first_and_is_audited(
     client: FlaskClient,
