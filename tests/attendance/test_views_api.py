@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
-from attendwise.attendance import queries
+from attendwise.attendance import queries, services
 from attendwise.platform import tenancy
 from attendwise.platform.audit import AuditEvent
-from tests.attendance.records import make_upn
+from attendwise.platform.db import db
+from tests.attendance.records import make_upn, pupil
 from tests.attendance.test_views_pupils import TODAY, school_a  # noqa: F401 - fixture
 from tests.conftest import TEST_PASSWORD, csrf_token
 
@@ -68,3 +69,35 @@ def test_get_pupil_is_audited_and_other_schools_are_not_found(
 def test_roles_without_pupil_access_get_403(client, login, make_user, make_trust):
     login(make_user(make_trust(), "trust_leader"))
     assert client.get("/api/v1/pupils").status_code == 403
+
+
+def test_a_page_of_thirty_pupils_costs_the_same_queries_as_a_page_of_three(
+    client,
+    login,
+    make_user,
+    db_session,
+    school_a,  # noqa: F811
+):
+    school, _la, _ids = school_a
+    login(make_user(school, "school_staff"))
+
+    def statements_for_a_page() -> int:
+        statements: list[str] = []
+
+        def count(_conn, _cursor, statement, *_args):
+            statements.append(statement)
+
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            body = client.get("/api/v1/pupils").get_json()
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+        return body["total"], len(statements)
+
+    statements_for_a_page()  # the first request also loads what is cached for later ones
+    three = statements_for_a_page()
+    with tenancy.tenant_context(school.id):
+        services.upsert_pupils(db_session, school.id, [pupil(n) for n in range(4, 31)])
+    thirty = statements_for_a_page()
+    assert (three[0], thirty[0]) == (3, 30)
+    assert thirty[1] <= three[1], "the statements grow with the pupils on the page"
