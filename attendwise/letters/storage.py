@@ -206,15 +206,16 @@ class S3Settings:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> S3Settings:
+        """From the Flask config that ``platform.config.Settings`` validated."""
         return cls(
             bucket=config["S3_BUCKET"],
             access_key_id=config["S3_ACCESS_KEY_ID"],
             secret_access_key=config["S3_SECRET_ACCESS_KEY"],
-            endpoint_url=config.get("S3_ENDPOINT_URL", ""),
-            region=config.get("S3_REGION", "us-east-1"),
-            prefix=config.get("S3_PREFIX", "documents"),
-            addressing_style=config.get("S3_ADDRESSING_STYLE", "auto"),
-            server_side_encryption=config.get("S3_SERVER_SIDE_ENCRYPTION", ""),
+            endpoint_url=config["S3_ENDPOINT_URL"],
+            region=config["S3_REGION"],
+            prefix=config["S3_PREFIX"],
+            addressing_style=config["S3_ADDRESSING_STYLE"],
+            server_side_encryption=config["S3_SERVER_SIDE_ENCRYPTION"],
         )
 
     def store(self, *, timeout: float = 30, attempts: int = 3) -> S3Store:
