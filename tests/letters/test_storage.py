@@ -297,7 +297,7 @@ def test_a_rendered_letter_is_kept_in_the_bucket_and_downloads_through_the_page(
     assert client.get(f"/letters/{letter_id}/pdf").status_code == 404
 
 
-def test_readyz_reports_the_bucket_and_fails_while_it_does_not_answer(
+def test_readyz_reports_the_bucket_and_fails_while_it_is_missing_or_unreachable(
     app_on_s3: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ready = client.get("/readyz")
@@ -307,3 +307,10 @@ def test_readyz_reports_the_bucket_and_fails_while_it_does_not_answer(
     unready = client.get("/readyz")
     assert unready.status_code == 503
     assert unready.get_json()["checks"]["documents"] == "bucket attendwise-no-such-bucket answered 404"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    monkeypatch.setitem(app_on_s3.config, "S3_ENDPOINT_URL", f"http://127.0.0.1:{closed}")
+    down = client.get("/readyz")
+    assert down.status_code == 503
+    assert down.get_json()["checks"]["documents"] == "unreachable (EndpointConnectionError)"
