@@ -41,14 +41,16 @@ is made for any of them unless something asks for :attr:`YearData.marks`.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import re
 import weakref
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 from xml.etree.ElementTree import Element, ParseError
+from xml.parsers import expat
 
 import numpy as np
 from defusedxml import DefusedXmlException
@@ -231,11 +233,48 @@ class Pupil:
         return [m for year in self.years for m in year.marks]
 
 
-@dataclass
+@dataclass(frozen=True)
+class PupilElement:
+    """A Pupil element as the file holds it, before it is read: its UPN as written, and a
+    SHA-256 of the element's bytes (a byte-for-byte identical element has the same digest)."""
+
+    upn: str | None
+    digest: str
+
+
 class CtfFile:
-    header: Header | None = None
-    pupils: list[Pupil] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
+    """A parsed file. The header is read at once; the pupils, and their problems, when first
+    asked for, so an importer can see from :attr:`elements` that it has read them all before."""
+
+    def __init__(
+        self,
+        header: Header | None = None,
+        problems: list[Problem] | None = None,
+        elements: list[PupilElement] | None = None,
+        read: Callable[[], tuple[list[Pupil], list[Problem]]] | None = None,
+    ) -> None:
+        self.header = header
+        self.elements = elements or []
+        self.file_problems = list(problems or [])
+        """The problems found without reading any pupil (the XML, the header)."""
+        self._pupils: list[Pupil] = []
+        self._pupil_problems: list[Problem] = []
+        self._read = read
+
+    def _read_pupils(self) -> None:
+        if self._read is not None:
+            read, self._read = self._read, None
+            self._pupils, self._pupil_problems = read()
+
+    @property
+    def pupils(self) -> list[Pupil]:
+        self._read_pupils()
+        return self._pupils
+
+    @property
+    def problems(self) -> list[Problem]:
+        self._read_pupils()
+        return [*self.file_problems, *self._pupil_problems]
 
 
 # ---- reading the bytes ---------------------------------------------------------------------
@@ -781,33 +820,80 @@ def dfe_code_problem(code: str, day: dt.date) -> str | None:
 
 
 def parse(data: bytes, *, validate_upn: Callable[[str], tuple[str, bool]] = check_upn) -> CtfFile:
-    """Parse CTF bytes (already size-checked) into pupils and problems."""
-    result = CtfFile()
+    """Parse CTF bytes (already size-checked) into pupils and problems (pupils read on demand)."""
     try:
         root = fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as exc:
-        result.problems.append(
-            Problem("CTfile", f"the file was refused: it declares a DTD or entities ({type(exc).__name__})")
+        return CtfFile(
+            problems=[
+                Problem(
+                    "CTfile", f"the file was refused: it declares a DTD or entities ({type(exc).__name__})"
+                )
+            ]
         )
-        return result
     except ParseError as exc:
         line, column = getattr(exc, "position", (0, 0))
-        result.problems.append(
-            Problem(
-                f"line {line}, column {column + 1}", f"the file is not well-formed XML: {_xml_reason(exc)}"
-            )
+        return CtfFile(
+            problems=[
+                Problem(
+                    f"line {line}, column {column + 1}",
+                    f"the file is not well-formed XML: {_xml_reason(exc)}",
+                )
+            ]
         )
-        return result
     root_name = _name(root)
     if root_name.lower() != "ctfile":
-        result.problems.append(Problem(root_name, f"the root element is {root_name}, not CTfile"))
-        return result
+        return CtfFile(problems=[Problem(root_name, f"the root element is {root_name}, not CTfile")])
     reader = _Reader(validate_upn=validate_upn)
-    result.header = reader.header(root, root_name)
-    if result.header is not None:
-        result.pupils = list(reader.pupils(root, root_name))
-    result.problems.extend(reader.problems)
-    return result
+    header = reader.header(root, root_name)
+    file_problems, reader.problems = reader.problems, []
+    if header is None:
+        return CtfFile(problems=file_problems)
+
+    def read() -> tuple[list[Pupil], list[Problem]]:
+        return list(reader.pupils(root, root_name)), reader.problems
+
+    elements = [
+        PupilElement(_text(el, "UPN"), hashlib.sha256(data[begin:end]).hexdigest())
+        for el, (begin, end) in zip(
+            _children(_child(root, "CTFpupilData"), "Pupil"), _pupil_byte_ranges(data), strict=True
+        )
+    ]
+    return CtfFile(header, file_problems, elements, read)
+
+
+def _pupil_byte_ranges(data: bytes) -> list[tuple[int, int]]:
+    """Where each Pupil element of the first CTFpupilData lies in ``data`` (start tag to end tag).
+
+    The same elements, in the same order, as the reader's ``CTFpupilData/Pupil``. Called only on
+    bytes that ``defusedxml`` has parsed: they have no DTD, so expat has nothing to expand or fetch.
+    """
+    scan = expat.ParserCreate(namespace_separator="}")
+    ranges: list[tuple[int, int]] = []
+    depth, container, begin = 0, "before", -1  # container: before, inside or after CTFpupilData
+
+    def start(name: str, _attributes: dict[str, str]) -> None:
+        nonlocal depth, container, begin
+        depth += 1
+        local = name.rsplit("}", 1)[-1].lower()
+        if depth == 2 and container == "before" and local == "ctfpupildata":
+            container = "inside"
+        elif depth == 3 and container == "inside" and local == "pupil":
+            begin = scan.CurrentByteIndex
+
+    def end(_name: str) -> None:
+        nonlocal depth, container, begin
+        if depth == 3 and begin >= 0:
+            ranges.append((begin, scan.CurrentByteIndex))
+            begin = -1
+        elif depth == 2 and container == "inside":
+            container = "after"
+        depth -= 1
+
+    scan.StartElementHandler = start
+    scan.EndElementHandler = end
+    scan.Parse(data, True)
+    return ranges
 
 
 def _xml_reason(exc: ParseError) -> str:

@@ -560,13 +560,21 @@ def _merge(outcome: Outcome, stored: Outcome) -> Outcome:
 def import_ctf(
     session: Session, school: Organisation, parsed: ctf.CtfFile, *, as_of: dt.date | None = None
 ) -> Outcome:
-    """Import a parsed CTF into ``school``: every good pupil whole, every problem reported."""
+    """Import a parsed CTF into ``school``: every good pupil whole, every problem reported.
+
+    A file whose Pupil elements are byte for byte those of the school's last CTF import (which
+    stored every one of them), on the same date, is not read again: importing it would change
+    nothing, and the outcome says so with the last import's counts, all unchanged.
+    """
     _require_writer(school.id)
-    outcome = Outcome(
-        rejections=[Rejection(_record_of(p.location), p.location, p.reason) for p in parsed.problems]
-    )
     when = as_of or (
         parsed.header.date_time.date() if parsed.header and parsed.header.date_time else utcnow().date()
+    )
+    key = _file_key(parsed, when, school.laestab)
+    if key is not None and (same := _identical_import(session, school.id, key, parsed)) is not None:
+        return same
+    outcome = Outcome(
+        rejections=[Rejection(_record_of(p.location), p.location, p.reason) for p in parsed.problems]
     )
     batch = Batch()
     skipped_years = 0
@@ -585,7 +593,66 @@ def import_ctf(
         wheres = [Where(_record_of(where), contact.location) for contact, where in group.links.values()]
         batch.contacts.append((_contact_record(group, upns), wheres))
     outcome.detail["years_from_other_schools"] = skipped_years
-    return _merge(outcome, store(session, school.id, batch, feed="ctf"))
+    outcome = _merge(outcome, store(session, school.id, batch, feed="ctf"))
+    session.execute(
+        delete(SyncFingerprint).where(SyncFingerprint.org_id == school.id, SyncFingerprint.feed == FILE_FEED)
+    )
+    if key is not None and not outcome.rejections:
+        outcome.detail["file"] = key
+        _remember(session, school.id, FILE_FEED, {"pupils": key})
+    return outcome
+
+
+FILE_FEED = "ctf-file"
+"""One fingerprint per school: what its last CTF import read, when it stored all of it."""
+
+
+def _file_key(parsed: ctf.CtfFile, when: dt.date, laestab: str | None) -> str | None:
+    """A SHA-256 of everything an import of ``parsed`` depends on: each Pupil element's bytes, the
+    date the import is as of and the school's LA/establishment number; ``None`` when the file has
+    a problem before its pupils are read, no pupils, or a Pupil element with no or a repeated UPN."""
+    upns = [element.upn for element in parsed.elements]
+    if not upns or None in upns or len(set(upns)) != len(upns) or parsed.file_problems:
+        return None
+    lines = sorted(f"{element.upn} {element.digest}" for element in parsed.elements)
+    return hashlib.sha256("\n".join([f"as of {when}", f"school {laestab}", *lines]).encode()).hexdigest()
+
+
+def _identical_import(session: Session, org_id: int, key: str, parsed: ctf.CtfFile) -> Outcome | None:
+    """The outcome of importing a file the school's last successful CTF import read in full, or
+    ``None`` when that is not the case or one of its pupils has since been removed."""
+    stored = session.scalar(
+        select(SyncFingerprint.digest).where(
+            SyncFingerprint.org_id == org_id,
+            SyncFingerprint.feed == FILE_FEED,
+            SyncFingerprint.key == "pupils",
+        )
+    )
+    if stored != key:
+        return None
+    last = session.scalar(
+        select(SyncRun)
+        .where(SyncRun.org_id == org_id, SyncRun.connector == "ctf", SyncRun.status == RunStatus.SUCCEEDED)
+        .order_by(SyncRun.started_at.desc(), SyncRun.id.desc())
+        .limit(1)
+    )
+    if last is None or last.rejected or (last.detail or {}).get("file") != key:
+        return None
+    present = set(session.scalars(select(Pupil.upn).where(Pupil.org_id == org_id)))
+    if not {element.upn for element in parsed.elements} <= present:
+        return None
+    outcome = Outcome(
+        detail={
+            "file": key,
+            "same_as_run": last.id,
+            "years_from_other_schools": last.detail.get("years_from_other_schools", 0),
+        }
+    )
+    for kind in ("pupils", "contacts", "marks"):
+        total = sum((last.detail.get(kind) or {}).values())
+        if total:
+            outcome.add(kind, attendance.Counts(unchanged=total))
+    return outcome
 
 
 # ---- importing a CSV ----------------------------------------------------------------------

@@ -324,3 +324,16 @@ def test_two_year_data_giving_one_session_different_codes_reject_the_pupil() -> 
     assert {p.location: p.reason for p in parsed.problems}[where] == (
         "2025-09-03 PM is marked 'N' here but '\\\\' in an earlier YearData"
     )
+
+
+def test_each_pupil_element_is_known_by_its_bytes_before_it_is_read() -> None:
+    made = gen.random_pupils(3, seed=13)
+    before = {e.upn: e.digest for e in parse(made).elements}
+    made[1].years[0].sessions[0] = "N" if made[1].years[0].sessions[0] != "N" else "I"
+
+    after = parse(made[::-1])
+
+    assert set(before) == {p.upn for p in made}
+    assert [
+        upn for upn, digest in before.items() if {e.upn: e.digest for e in after.elements}[upn] != digest
+    ] == [made[1].upn]

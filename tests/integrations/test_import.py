@@ -237,3 +237,46 @@ def test_changed_marks_queue_the_schools_evaluation_and_unchanged_ones_do_not(
     run(db_session, school, made)
 
     assert queued == [(services.EVALUATE_SCHOOL, school.id, "evaluation")]
+
+
+def test_a_file_identical_to_the_last_import_is_not_read_again_and_changes_nothing(
+    db_session: Session, school: Organisation
+) -> None:
+    made = pupils(4, seed=20)
+    first = run(db_session, school, made)
+    parsed = ctf.parse(gen.to_bytes(gen.build(made[::-1])))
+
+    again = services.run_import(
+        db_session,
+        school,
+        connector="ctf",
+        source="same.xml",
+        work=lambda: services.import_ctf(db_session, school, parsed),
+    )
+
+    assert again.detail["same_as_run"] == first.id
+    assert (again.created, again.updated, again.unchanged) == (0, 0, first.created)
+    assert again.detail["marks"] == {
+        "created": 0,
+        "updated": 0,
+        "unchanged": first.detail["marks"]["created"],
+    }
+    assert stored_marks(db_session, school) == {p.upn: p.marks() for p in made}
+
+
+def test_a_file_with_a_problem_is_read_and_reported_every_time(
+    db_session: Session, school: Organisation
+) -> None:
+    made = pupils(3, seed=22)
+    made[2].contacts[0].forename = None
+
+    first = run(db_session, school, made)
+    again = run(db_session, school, made)
+
+    assert "same_as_run" not in again.detail
+    with tenancy.tenant_context(school.id):
+        reported = db_session.scalars(
+            select(SyncRejection.location).where(SyncRejection.run_id == again.id)
+        ).all()
+    assert reported == ["CTfile/CTFpupilData/Pupil[3]/Contacts/Contact[1]/Forename"]
+    assert (first.rejected, again.rejected, again.created, again.updated) == (1, 1, 0, 0)
