@@ -36,6 +36,11 @@ class WebSession(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column()
 
 
+# How stale ``last_seen_at`` may be before a request writes it again. The idle limit is in
+# minutes; writing the row (and a second commit) on every page view was a write per request.
+LAST_SEEN_RESOLUTION = dt.timedelta(seconds=60)
+
+
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -51,6 +56,7 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
         self.modified = False
         self.rotate = False
         self.destroyed = False
+        self.seen_at: dt.datetime | None = None
 
     def regenerate(self) -> None:
         """Issue a new token (at sign-in and on privilege change) and end the old one."""
@@ -76,6 +82,7 @@ class ServerSessionInterface(SessionInterface):
         if now - _aware(row.last_seen_at) > idle:
             return ServerSession(new=True)
         sess = ServerSession(json.loads(row.data), token=token)
+        sess.seen_at = _aware(row.last_seen_at)
         db.session.expunge(row)
         sess["_user_id"] = row.user_id
         sess.modified = False
@@ -113,13 +120,14 @@ class ServerSessionInterface(SessionInterface):
                     expires_at=now + dt.timedelta(hours=app.config["SESSION_ABSOLUTE_HOURS"]),
                 )
             )
-        else:
+            conn.commit()
+        elif session.modified or session.seen_at is None or now - session.seen_at >= LAST_SEEN_RESOLUTION:
             values: dict[str, Any] = {"last_seen_at": now}
             if session.modified:
                 values["data"] = json.dumps({k: v for k, v in session.items() if k != "_user_id"})
                 values["user_id"] = session.get("_user_id")
             conn.execute(update(WebSession).where(WebSession.id == _hash(session.token)).values(**values))
-        conn.commit()
+            conn.commit()
         response.set_cookie(
             name,
             session.token,

@@ -128,6 +128,31 @@ def test_thirty_minutes_idle_ends_the_session(
     assert client.get("/").status_code == 302
 
 
+def test_page_views_refresh_last_seen_once_a_minute_not_on_every_request(
+    app: Flask, client: FlaskClient, login: Callable[..., Any], officer: User, db_session: Any
+) -> None:
+    token = signed_in_token(client, app, login, officer)
+    key = hashlib.sha256(token.encode()).hexdigest()
+
+    def seen_ago(seconds: int) -> dt.datetime:
+        at = utcnow() - dt.timedelta(seconds=seconds)
+        db_session.execute(update(WebSession).where(WebSession.id == key).values(last_seen_at=at))
+        db_session.commit()
+        return at
+
+    def last_seen() -> dt.datetime:
+        db_session.expire_all()
+        return db_session.get(WebSession, key).last_seen_at.replace(tzinfo=dt.UTC)
+
+    recent = seen_ago(20)
+    assert client.get("/").status_code == 200
+    assert last_seen() == recent  # seen 20 s ago: no write
+    seen_ago(90)
+    before = utcnow()
+    assert client.get("/").status_code == 200
+    assert last_seen() >= before  # 90 s stale: refreshed
+
+
 def test_twelve_hours_ends_the_session_however_active(
     app: Flask, client: FlaskClient, login: Callable[..., Any], officer: User, db_session: Any
 ) -> None:
