@@ -98,11 +98,9 @@ def test_minutes_late_are_set_changed_and_cleared_by_the_mis(db_session, school)
         assert db_session.scalars(select(MarkChange)).all() == []  # the code never changed
 
 
-def test_a_write_racing_another_is_refused_and_the_other_writers_marks_survive(
-    db_session, school, monkeypatch
-):
-    _store(db_session, school, _week([1]))
-    pupil_id = _ids(db_session, school)[make_upn(1)]
+def _someone_else_writes_after_the_read(monkeypatch, db_session, school, serial):
+    """The next store reads pupil ``serial``'s year, then another writer changes it."""
+    pupil_id = _ids(db_session, school)[make_upn(serial)]
     read = services._stored_years
 
     def read_then_someone_else_writes(session, org_id, year, pupil_ids):
@@ -115,6 +113,13 @@ def test_a_write_racing_another_is_refused_and_the_other_writers_marks_survive(
         return stored
 
     monkeypatch.setattr(services, "_stored_years", read_then_someone_else_writes)
+
+
+def test_a_write_racing_another_is_refused_and_the_other_writers_marks_survive(
+    db_session, school, monkeypatch
+):
+    _store(db_session, school, _week([1]))
+    _someone_else_writes_after_the_read(monkeypatch, db_session, school, 1)
     with pytest.raises(StaleDataError, match="changed by someone else"):
         _store(db_session, school, [services.MarkRow(make_upn(1), MON, "AM", "N")])
     codes = marks_codec.decode_year(_year(db_session, school, 1).codes, 2026)
@@ -187,19 +192,7 @@ def test_a_bad_span_rejects_the_batch_naming_its_row_the_sessions_and_why(db_ses
 
 def test_a_span_racing_another_writer_is_refused(db_session, school, monkeypatch):
     _store(db_session, school, _week([1]))
-    pupil_id = _ids(db_session, school)[make_upn(1)]
-    read = services._stored_years
-
-    def read_then_someone_else_writes(session, org_id, year, pupil_ids):
-        stored = read(session, org_id, year, pupil_ids)
-        session.execute(
-            update(PupilMarkYear)
-            .where(PupilMarkYear.pupil_id == pupil_id)
-            .values(version=PupilMarkYear.version + 1)
-        )
-        return stored
-
-    monkeypatch.setattr(services, "_stored_years", read_then_someone_else_writes)
+    _someone_else_writes_after_the_read(monkeypatch, db_session, school, 1)
     with pytest.raises(StaleDataError, match="changed by someone else"):
         _store_spans(db_session, school, [_span(1, MON, ["N"])])
     codes = marks_codec.decode_year(_year(db_session, school, 1).codes, 2026)
