@@ -11,11 +11,17 @@ dropped)::
 (``policy_engine_la_scale.generate``: each school its own calendar and absence profiles). The
 evaluation is timed exactly as that benchmark times it (metrics for every pupil over the year
 to date, then every school's preset evaluated into a memory sink, the pupils' standing taken
-from an evaluation a fortnight earlier). The refresh is :func:`attendwise.insights.services.school_rows`
-for every school, the computation ``refresh`` stores: this year's half-term, term and year to
-date, and a whole "last year" with the same periods a year earlier (the generated year again,
-as the generator makes one year), every breakdown, and the weekly points. Both are in memory,
-the best of three runs. Target: refresh <= 0.5 x evaluation.
+from an evaluation a fortnight earlier). The refresh is what ``services.refresh`` does between
+reading and writing, for every school: the fingerprints (:func:`services.pupils_source`,
+:func:`services.year_source`) and :func:`services.recompute` against what the previous day's
+refresh stored. "Last year" is the generated year again, 52 weeks earlier (so the real
+``services.spans`` gives the same periods a year earlier). The situation after a full
+evaluation: this year's marks have a new version (the day's registers), so every part of this
+year is recomputed (its half-term, term, year to date and weekly points); last year's marks
+have not, so its whole-year figures and weeks are kept and its "same period" figures are
+carried on by one day. The rows are checked to equal a refresh that recomputes every part,
+whose CPU time is printed too. Both are in memory, the best of three runs. Target: refresh
+<= 0.5 x evaluation.
 
 (b) **LA dashboard.** The refresh's rows for every school are loaded into a migrated scratch
 database with 400 schools in one LA; an LA officer (signed in, with MFA) requests ``/insights/``
@@ -33,6 +39,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from policy_engine_la_scale import BEFORE, LA, ON, REPEATS, generate
 
+from attendwise.attendance.calendar import HalfTerm, SchoolCalendar
 from attendwise.attendance.codes import DEFAULT_TABLE
 from attendwise.attendance.metrics import MarkMatrix, Period, compute
 from attendwise.attendance.queries import PupilTraits
@@ -54,12 +62,10 @@ RATIO_TARGET = 0.5
 YEAR_GROUPS = np.array(["R", *(str(y) for y in range(1, 12))], dtype=object)
 
 
-def school_inputs(
-    matrix: MarkMatrix, calendars: list, seed: int
-) -> list[tuple[PupilTraits, MarkMatrix, object]]:
+def school_inputs(matrix: MarkMatrix, calendars: list, seed: int) -> list[School]:
     """Per school: generated characteristics, its rows of the marks, its calendar."""
     rng = np.random.default_rng(seed)
-    out = []
+    out: list[School] = []
     bounds = np.flatnonzero(np.diff(matrix.calendar_of)) + 1
     for rows in np.split(np.arange(len(matrix.pupils)), bounds):
         n = len(rows)
@@ -75,34 +81,96 @@ def school_inputs(
             },
         )
         marks = MarkMatrix(matrix.start, matrix.codes[rows[0] : rows[-1] + 1], traits.ids)
-        out.append((traits, marks, calendars[int(matrix.calendar_of[rows[0]])]))
+        out.append(School(len(out) + 1, traits, marks, calendars[int(matrix.calendar_of[rows[0]])]))
     return out
 
 
-def refresh_all(inputs: list, on: dt.date) -> tuple[list[list[dict]], list[list[dict]]]:
-    """Every school's figure and week rows, as ``services.refresh`` computes them."""
-    figures, weeks = [], []
-    now = dt.datetime.now(dt.UTC)
-    for school_id, (traits, marks, calendar) in enumerate(inputs, start=1):
-        years = [services.SchoolYear(calendar, marks), services.SchoolYear(calendar, marks)]
-        periods = services.spans(calendar, calendar, on)
-        # the generator makes one year: "last year" is that year again, with last-year keys
-        this_year = [p for p in periods if p.key in ("ytd", "term", "half_term")]
-        last_year = [services.Span(p.key + services.LAST_YEAR_SUFFIX, p.start, p.end) for p in this_year] + [
-            services.Span("last_year", calendar.start, calendar.end)
-        ]
-        f_this, w_this = services.school_rows(school_id, traits, years[:1], this_year, DEFAULT_TABLE, now)
-        f_last, _ = services.school_rows(school_id, traits, years[1:], last_year, DEFAULT_TABLE, now)
-        figures.append(f_this + f_last)
-        weeks.append(w_this)
+LAST_YEAR = dt.timedelta(days=364)  # 52 weeks: each day of "last year" on the same weekday
+
+
+def _year_before(calendar: SchoolCalendar) -> SchoolCalendar:
+    """The same calendar 52 weeks earlier: "last year" (the generator makes one year)."""
+    return SchoolCalendar(
+        tuple(HalfTerm(h.name, h.start - LAST_YEAR, h.end - LAST_YEAR) for h in calendar.half_terms),
+        inset_days=frozenset(d - LAST_YEAR for d in calendar.inset_days),
+        closures=frozenset(d - LAST_YEAR for d in calendar.closures),
+    )
+
+
+@dataclass
+class School:
+    """One generated school as the refresh sees it (last year: the same marks 52 weeks earlier),
+    and what its previous refresh stored (parts, figure rows, week rows)."""
+
+    school_id: int
+    traits: PupilTraits
+    marks: MarkMatrix
+    calendar: SchoolCalendar
+    stored: tuple[dict[str, services.Stored], list[dict], list[dict]] = ({}, [], [])
+
+    def __post_init__(self) -> None:
+        self.previous = _year_before(self.calendar)
+        self.last_marks = MarkMatrix(self.marks.start - LAST_YEAR, self.marks.codes, self.marks.pupils)
+
+
+def refresh_school(
+    school: School, on: dt.date, versions: tuple[int, int], now: dt.datetime, *, keep: bool = True
+) -> tuple[list[dict], list[dict]]:
+    """What ``services.refresh`` does for one school between reading and writing: each year's
+    fingerprint (marks version, pupils, code table), then :func:`services.recompute` against the
+    previous refresh's parts (with ``keep=False``, none: every part computed). The rows of the
+    parts kept are the stored ones, as the refresh leaves them in the table."""
+    years = [school.calendar, school.previous]
+    pupils = services.pupils_source(school.traits, DEFAULT_TABLE)
+    sources = [
+        services.year_source((cal.academic_year, version), pupils)
+        for cal, version in zip(years, versions, strict=True)
+    ]
+    parts, old_figures, old_weeks = school.stored
+    done = services.recompute(
+        school.school_id,
+        school.traits,
+        list(zip(years, sources, strict=True)),
+        lambda cal: school.marks if cal is school.calendar else school.last_marks,
+        services.spans(school.calendar, school.previous, on),
+        DEFAULT_TABLE,
+        parts if keep else {},
+        now,
+    )
+    kept_periods = {u.split(":", 1)[1] for u in done.kept if u.startswith("figures:")}
+    kept_years = {int(u.split(":", 1)[1]) for u in done.kept if u.startswith("weeks:")}
+    figures = done.computed.figures + [r for r in old_figures if r["period"] in kept_periods]
+    weeks = done.computed.weeks + [r for r in old_weeks if r["academic_year"] in kept_years]
+    school.stored = (
+        {
+            unit: parts[unit]
+            if unit in done.kept
+            else services.Stored(
+                part,
+                done.computed.counts[unit].astype("<u8").tobytes() if unit in done.computed.counts else None,
+            )
+            for unit, part in done.current.items()
+        },
+        figures,
+        weeks,
+    )
     return figures, weeks
+
+
+def refresh_all(
+    schools: list[School], on: dt.date, versions: tuple[int, int], *, keep: bool = True
+) -> tuple[list[list[dict]], list[list[dict]]]:
+    """Every school's figure and week rows, as ``services.refresh`` computes and keeps them."""
+    now = dt.datetime.now(dt.UTC)
+    out = [refresh_school(school, on, versions, now, keep=keep) for school in schools]
+    return [f for f, _ in out], [w for _, w in out]
 
 
 def time_evaluation(matrix: MarkMatrix, calendars: list, repeats: int) -> tuple[float, float]:
     presets = [simulate.load_preset(name)[0][-1] for name in simulate.preset_names()]
     la = LA(matrix, calendars, presets)
     states = [
-        LadderState.initial([matrix.pupils[i] for i in rows], p.base_stage)
+        LadderState.initial([matrix.pupils[int(i)] for i in rows], p.base_stage)
         for p, rows in zip(presets, la.rows, strict=True)
     ]
     earlier = compute(matrix, calendars, Period(matrix.start, BEFORE))
@@ -116,13 +184,35 @@ def time_evaluation(matrix: MarkMatrix, calendars: list, repeats: int) -> tuple[
     return min(runs)
 
 
-def time_refresh(inputs: list, repeats: int) -> tuple[tuple[float, float], list, list]:
-    runs, result = [], ([], [])
+def _without_time(rows: list[list[dict]]) -> list[list[dict]]:
+    return [
+        sorted(({k: v for k, v in r.items() if k != "computed_at"} for r in one), key=repr) for one in rows
+    ]
+
+
+def time_refresh(schools: list[School], repeats: int) -> tuple[tuple[float, float], float, list, list]:
+    """The refresh after the evaluation on ON, from the state the previous day's refresh left:
+    this year's marks have a new version (the day's registers: every one of this year's parts is
+    recomputed), last year's have not.
+
+    Returns the best run (wall, CPU), the CPU time of the same refresh recomputing every part,
+    and the rows, which are first checked to equal that full recomputation's."""
+    refresh_all(schools, ON - dt.timedelta(days=1), (1, 1), keep=False)
+    previous = [school.stored for school in schools]
+    runs: list[tuple[float, float]] = []
+    result: tuple[list[list[dict]], list[list[dict]]] = ([], [])
     for _ in range(repeats):
+        for school, stored in zip(schools, previous, strict=True):
+            school.stored = stored
         t, cpu = time.perf_counter(), time.process_time()
-        result = refresh_all(inputs, ON)
+        result = refresh_all(schools, ON, (2, 1))
         runs.append((time.perf_counter() - t, time.process_time() - cpu))
-    return min(runs), result[0], result[1]
+    cpu = time.process_time()
+    full = refresh_all(schools, ON, (2, 1), keep=False)
+    full_cpu = time.process_time() - cpu
+    assert _without_time(result[0]) == _without_time(full[0]), "kept figures differ from a full refresh"
+    assert _without_time(result[1]) == _without_time(full[1]), "kept weeks differ from a full refresh"
+    return min(runs), full_cpu, result[0], result[1]
 
 
 def dashboard(
@@ -238,17 +328,27 @@ def main(argv: list[str] | None = None) -> int:
     print(f"generated {args.pupils:,} pupils in {schools} schools: {time.perf_counter() - t:.1f} s")
 
     (evaluation_s, evaluation_cpu) = time_evaluation(matrix, calendars, args.repeats)
-    (refresh_s, refresh_cpu), figures, weeks = time_refresh(inputs, args.repeats)
+    (refresh_s, refresh_cpu), full_cpu, figures, weeks = time_refresh(inputs, args.repeats)
     ratio = refresh_s / evaluation_s
     rows = sum(len(f) for f in figures) + sum(len(w) for w in weeks)
     print(f"(a) evaluation of every pupil on {ON}:   {evaluation_s:7.2f} s wall, {evaluation_cpu:7.2f} s CPU")
     print(
         f"    refresh of every aggregate ({rows:,} rows): {refresh_s:7.2f} s wall, {refresh_cpu:7.2f} s CPU"
     )
-    ok_ratio = ratio <= RATIO_TARGET
-    verdict = "OK" if ok_ratio else "MISSED"
-    print(f"    ratio refresh/evaluation:            {ratio:7.2f}   target <= {RATIO_TARGET}   {verdict}")
-    print(f"    ratio by CPU time:                   {refresh_cpu / evaluation_cpu:7.2f}")
+    cpu_ratio = refresh_cpu / evaluation_cpu
+    ok_ratio = ratio <= RATIO_TARGET and cpu_ratio <= RATIO_TARGET
+    print(
+        f"    ratio refresh/evaluation:            {ratio:7.2f}   target <= {RATIO_TARGET}   "
+        f"{'OK' if ratio <= RATIO_TARGET else 'MISSED'}"
+    )
+    print(
+        f"    ratio by CPU time:                   {cpu_ratio:7.2f}   target <= {RATIO_TARGET}   "
+        f"{'OK' if cpu_ratio <= RATIO_TARGET else 'MISSED'}"
+    )
+    print(
+        f"    (recomputing every part, last year's whole year and weeks too: {full_cpu:.2f} s CPU, "
+        f"ratio by CPU time {full_cpu / evaluation_cpu:.2f}; same rows)"
+    )
 
     runs = dashboard(figures, weeks, args.requests, args.keep, args.profile)
     times = [wall for wall, _ in runs]

@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from attendwise.attendance import marks_codec, metrics, services
@@ -99,6 +99,20 @@ def period_choices(calendar: SchoolCalendar, on: dt.date) -> list[PeriodChoice]:
 
 
 # ---- stacking marks --------------------------------------------------------------------------
+
+
+def marks_version(session: Session, org_id: int, academic_year: int) -> tuple[int, int, str]:
+    """What identifies the state of a school's stored marks for one year: equal values mean no
+    pupil's marks of that year were stored, changed or deleted in between (every write of a
+    pupil's year raises its version and stamps ``updated_at``; a deletion lowers the count)."""
+    rows, versions, updated = session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(PupilMarkYear.version), 0),
+            func.max(PupilMarkYear.updated_at),
+        ).where(PupilMarkYear.org_id == org_id, PupilMarkYear.academic_year == academic_year)
+    ).one()
+    return int(rows), int(versions), updated.isoformat() if updated else ""
 
 
 def mark_matrix(

@@ -21,7 +21,8 @@ def insights() -> None:
 )
 @with_appcontext
 def refresh_command(urn: str | None, on: dt.datetime | None) -> None:
-    """Recompute every school's figures (or one school's) from its marks and casework."""
+    """Recompute every school's figures (or one school's) from its marks and casework, every part
+    of them, whatever the last refresh kept (the refresh job recomputes only what changed)."""
     from sqlalchemy import select
 
     from attendwise.insights import services
@@ -41,7 +42,7 @@ def refresh_command(urn: str | None, on: dt.datetime | None) -> None:
             raise click.ClickException(f"--school: no school with URN {urn}")
         started = time.perf_counter()
         for school_id, name in schools:
-            result = services.refresh(session, school_id, on=day)
+            result = services.refresh(session, school_id, on=day, full=True)
             click.echo(f"{name}: {result.pupils} pupils, {result.figure_rows} figures as of {result.on}")
         click.echo(f"refreshed {len(schools)} school(s) in {time.perf_counter() - started:.1f} s")
 

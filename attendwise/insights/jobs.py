@@ -16,4 +16,10 @@ from attendwise.platform.db import db
 def refresh_school(org_id: int, on: str | None = None) -> dict[str, object]:
     """The job: refresh one school's figures (``on``: ISO date, today by default)."""
     result = services.refresh(db.session(), org_id, on=dt.date.fromisoformat(on) if on else None)
-    return {"school": result.school_id, "on": result.on.isoformat(), "figure_rows": result.figure_rows}
+    return {
+        "school": result.school_id,
+        "on": result.on.isoformat(),
+        "figure_rows": result.figure_rows,
+        "kept": sorted(result.kept),
+        "extended": sorted(result.extended),
+    }

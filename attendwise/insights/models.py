@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Date, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Date, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from attendwise.platform.db import Base, TenantMixin, utcnow
@@ -77,6 +77,31 @@ class SchoolCasework(TenantMixin, Base):
     measure: Mapped[str] = mapped_column(String(30))
     key: Mapped[str] = mapped_column(String(200))
     pupils: Mapped[int] = mapped_column(Integer)
+    computed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SchoolSource(TenantMixin, Base):
+    """What one part of a school's stored figures was computed from, as of the last refresh.
+
+    ``unit`` is ``figures:<period key>`` (that period's figure rows) or ``weeks:<academic year>``
+    (that year's week rows); ``fingerprint`` hashes everything the rows depend on (the year's
+    marks version, the pupils and their characteristics, the code table, the period's start; for
+    weeks, the last week counted). A period's rows count its sessions ``through`` a day, and
+    ``counts`` keeps each pupil's class counts to that day (packed, see
+    :func:`attendwise.insights.services.school_rows`). A refresh keeps a unit whose fingerprint
+    and day are unchanged, extends one whose fingerprint is unchanged from ``through`` to the new
+    day with only the days in between, and recomputes the others.
+    """
+
+    __tablename__ = "insight_school_sources"
+    __audit_skip__ = True  # bookkeeping of the refresh (itself audited)
+    __table_args__ = (UniqueConstraint("org_id", "unit"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit: Mapped[str] = mapped_column(String(40))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    through: Mapped[dt.date | None] = mapped_column(Date)
+    counts: Mapped[bytes | None] = mapped_column(LargeBinary)
     computed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

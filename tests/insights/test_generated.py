@@ -5,7 +5,6 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from attendwise.attendance.calendar import SchoolCalendar, academic_year_of
-from attendwise.insights import services
 from attendwise.insights.models import SchoolFigures, SchoolWeek
 from attendwise.platform import tenancy
 from tests.attendance.reference import reference_metrics
@@ -91,12 +90,3 @@ def test_weekly_points_match_the_marks_of_each_week(db_session, world):
         assert week.possible == len(codes)  # every generated code counts as a possible session
         assert week.attended == sum(1 for c in codes if c in ("/", "\\", "L", "B"))
         assert week.unauthorised == sum(1 for c in codes if c in ("G", "O", "U"))
-
-
-def test_refresh_replaces_the_figures_instead_of_adding_to_them(db_session, world):
-    with tenancy.tenant_context(world.big.id):
-        before = db_session.scalars(select(SchoolFigures.id)).all()
-        services.refresh(db_session, world.big.id, on=ON)
-        after = db_session.scalars(select(SchoolFigures)).all()
-    assert len(after) == len(before)
-    assert not set(before) & {r.id for r in after}
