@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import random
 
+import numpy as np
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm.exc import StaleDataError
@@ -197,3 +198,23 @@ def test_a_span_racing_another_writer_is_refused(db_session, school, monkeypatch
         _store_spans(db_session, school, [_span(1, MON, ["N"])])
     codes = marks_codec.decode_year(_year(db_session, school, 1).codes, 2026)
     assert codes[marks_codec.slot(2026, MON, "AM")] == encode("/")
+
+
+def test_a_span_over_the_summer_lands_in_both_academic_years(db_session, school):
+    last_day = dt.date(2026, 7, 20)  # the England default's last day of 2025/26
+    first_day = dt.date(2026, 9, 3)  # the school's second day of 2026/27
+    codes = [None] * (2 * ((first_day - last_day).days + 1))
+    codes[0], codes[-1] = "/", "\\"
+
+    counts = _store_spans(db_session, school, [_span(1, last_day, codes)])
+
+    with tenancy.tenant_context(school.id):
+        years = {
+            y.academic_year: marks_codec.decode_year(y.codes, y.academic_year)
+            for y in db_session.scalars(select(PupilMarkYear)).all()
+        }
+    assert counts.created == 2
+    assert sorted(years) == [2025, 2026]
+    assert years[2025][marks_codec.slot(2025, last_day, "AM")] == encode("/")
+    assert years[2026][marks_codec.slot(2026, first_day, "PM")] == encode("\\")
+    assert sum(int(np.count_nonzero(y)) for y in years.values()) == 2
