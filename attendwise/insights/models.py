@@ -65,8 +65,8 @@ class SchoolCasework(TenantMixin, Base):
     """One school's casework counts (``measure``/``key``), as of the last refresh.
 
     Measures: ``stage`` (open cases at each stage, ``key`` the stage's name), ``open_cases``,
-    ``letters``, ``meetings``, ``referrals`` (this term) and ``referral_status`` (referrals this
-    term by where they stand, ``key`` the status).
+    ``letters``, ``meetings``, ``referrals`` (this term) and ``referral_outcome`` (referrals this
+    term by the LA's outcome, ``key`` its label: the latest decision, or where it stands).
     """
 
     __tablename__ = "insight_school_casework"

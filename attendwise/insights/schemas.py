@@ -51,7 +51,7 @@ class InsightCaseworkSchema(Schema):
     letters = fields.Nested(InsightCountSchema)
     meetings = fields.Nested(InsightCountSchema)
     referrals = fields.Nested(InsightCountSchema)
-    referral_status = fields.List(fields.Nested(InsightCountSchema))
+    referral_outcomes = fields.List(fields.Nested(InsightCountSchema))
 
 
 class InsightSchoolSchema(Schema):

@@ -66,6 +66,7 @@ from attendwise.letters import services as letter_services
 from attendwise.platform import audit, tenancy
 from attendwise.platform.db import utcnow
 from attendwise.referrals import queries as referral_queries
+from attendwise.referrals import services as referral_services
 from attendwise.tenants.models import Organisation, OrgKind
 
 PERIODS: dict[str, str] = {
@@ -227,14 +228,14 @@ class Count:
 @dataclass(frozen=True)
 class Casework:
     """Casework in figures: open cases by stage, open cases, and this term's letters,
-    meetings and referrals (with referrals by where they stand)."""
+    meetings and referrals (with referrals by the LA's outcome)."""
 
     stages: list[Count] = field(default_factory=list)
     open_cases: Count = Count("Open cases", 0)
     letters: Count = Count("Letters this term", 0)
     meetings: Count = Count("Meetings this term", 0)
     referrals: Count = Count("Referrals this term", 0)
-    referral_status: list[Count] = field(default_factory=list)
+    referral_outcomes: list[Count] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -887,7 +888,8 @@ def _casework_rows(
         ("meetings", "", counts.meetings),
         ("referrals", "", sum(referrals.values())),
     ]
-    values += [("referral_status", status, n) for status, n in sorted(referrals.items())]
+    outcomes = referral_services.outcomes_of_school(session, school_id, term.start, term.end)
+    values += [("referral_outcome", label, n) for label, n in sorted(outcomes.items())]
     return [
         {"org_id": school_id, "measure": m, "key": k, "pupils": n, "computed_at": now} for m, k, n in values
     ]
@@ -1239,17 +1241,6 @@ def _week_points(weekly: Sequence[Any], suppress: bool) -> list[WeekPoint]:
     ]
 
 
-_STATUS_LABELS = {
-    "submitted": "Submitted",
-    "acknowledged": "Acknowledged",
-    "more_information_requested": "More information requested",
-    "accepted": "Accepted",
-    "decided": "Decided",
-    "closed": "Closed",
-    "declined": "Declined",
-}
-
-
 def _casework(rows: Sequence[tuple[str, str, int]], suppress: bool) -> Casework:
     sums: dict[tuple[str, str], int] = defaultdict(int)
     for measure, key, n in rows:
@@ -1264,9 +1255,7 @@ def _casework(rows: Sequence[tuple[str, str, int]], suppress: bool) -> Casework:
         letters=count("Letters this term", sums.get(("letters", ""), 0)),
         meetings=count("Meetings this term", sums.get(("meetings", ""), 0)),
         referrals=count("Referrals this term", sums.get(("referrals", ""), 0)),
-        referral_status=[
-            count(_STATUS_LABELS.get(k, k), n) for (m, k), n in sorted(sums.items()) if m == "referral_status"
-        ],
+        referral_outcomes=[count(k, n) for (m, k), n in sorted(sums.items()) if m == "referral_outcome"],
     )
 
 

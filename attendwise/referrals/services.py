@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from attendwise.attendance import calendar as cal
@@ -1029,6 +1029,49 @@ def decide(
     )
     _notify_school(session, received, f"decision-{decision.id}", f"decision recorded ({label})")
     return decision
+
+
+_OUTCOME_LABELS = {
+    Status.SUBMITTED: "Awaiting the local authority",
+    Status.ACKNOWLEDGED: "Awaiting the local authority",
+    Status.MORE_INFORMATION_REQUESTED: "Returned for more information",
+    Status.ACCEPTED: "Accepted",
+    Status.DECIDED: "Decided",
+    Status.CLOSED: "Closed",
+    Status.DECLINED: "Declined",
+}
+
+
+def outcomes_of_school(session: Session, school_id: int, start: dt.date, end: dt.date) -> dict[str, int]:
+    """A school's referrals submitted from ``start`` to ``end``, counted by the LA's outcome: the
+    label of the latest decision (e.g. "Penalty notice issued") once one is recorded, otherwise
+    where the referral stands ("Accepted", "Returned for more information", "Declined", ...).
+
+    The decisions are the LA's rows: they are read in an explicit system context for this one
+    school's referrals, and only counts leave (the school already sees each referral's status
+    and the LA's note of its decision)."""
+    latest = (
+        select(Decision.received_id, func.max(Decision.id).label("decision_id"))
+        .group_by(Decision.received_id)
+        .subquery()
+    )
+    with tenancy.system_context(f"referrals: outcome counts of school {school_id}'s referrals"):
+        rows = session.execute(
+            select(ReceivedReferral.status, Decision.kind, func.count())
+            .outerjoin(latest, latest.c.received_id == ReceivedReferral.id)
+            .outerjoin(Decision, Decision.id == latest.c.decision_id)
+            .where(
+                ReceivedReferral.source_org_id == school_id,
+                ReceivedReferral.submitted_on >= start,
+                ReceivedReferral.submitted_on <= end,
+            )
+            .group_by(ReceivedReferral.status, Decision.kind)
+        ).all()
+    out: dict[str, int] = {}
+    for status, kind, n in rows:
+        label = DecisionKind(kind).label if kind is not None else _OUTCOME_LABELS[Status(status)]
+        out[label] = out.get(label, 0) + int(n)
+    return out
 
 
 # -- the penalty-notice ledger ---------------------------------------------------------------------
