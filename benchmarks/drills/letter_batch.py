@@ -256,6 +256,7 @@ class Drill:
         self.worker = worker
         self.sweeps: Counter[str] = Counter()
         self.resent = 0
+        self.finished = False  # False: the deadline came first, and what was unsent counts as lost
 
     def statuses(self) -> Counter[str]:
         return Counter(status for _, status, _ in self.letters())
@@ -288,6 +289,7 @@ class Drill:
             elif self.queue.count == 0 and time.monotonic() - still_since >= 2:
                 # Nothing queued and nothing moved for 2 s: only the sweeper can help now.
                 if not self.sweep_and_check():
+                    self.finished = True
                     return
                 seen = ()
             time.sleep(0.2)
@@ -350,7 +352,8 @@ class Drill:
         direct = [delay for delay, skipped in delays if not skipped]
         counts = Counter(status.values())
         return [
-            f"letters: {len(rows)}   final status: {dict(sorted(counts.items()))}",
+            f"letters: {len(rows)}   final status: {dict(sorted(counts.items()))}"
+            + ("" if self.finished else "   (DEADLINE reached before the batch was done)"),
             f"emails received once: {once}   received twice or more (DUPLICATED): {twice}",
             f"never received (LOST): {len(never)}   of which recorded 'sent': {sent_not_received}   "
             f"messages not from this batch: {strangers}",
