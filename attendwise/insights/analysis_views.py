@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import Blueprint, Response, abort, render_template, request
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+from werkzeug.wrappers.response import Response as BaseResponse
 
 from attendwise.insights import exports, process, report, what_works
 from attendwise.insights import services as insights_services
@@ -39,7 +40,7 @@ def _scope_id() -> int:
 
 
 def _period(default: str = insights_services.DEFAULT_PERIOD) -> str:
-    period = request.args.get("period", default)
+    period = request.values.get("period", default)
     return period if period in insights_services.PERIODS else default
 
 
@@ -82,25 +83,45 @@ def process_page() -> str | Response:
 
 
 def _weeks() -> int:
-    raw = request.args.get("weeks", str(what_works.DEFAULT_WEEKS))
+    raw = request.values.get("weeks", str(what_works.DEFAULT_WEEKS))
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_WEEKS:
         wanted = f"a whole number of school weeks from 1 to {MAX_WEEKS}"
         abort(400, description=f"weeks: choose {wanted}, not {raw[:20]!r}")
     return int(raw)
 
 
-def what_works_page() -> str | Response:
+def what_works_page() -> str | BaseResponse:
+    """What works, as last computed by its job. Nothing stored yet (or a computation lost) queues
+    one and comes back to this page: with inline jobs it has run by then, with a worker the page
+    says it is being computed. ``POST`` asks for it to be computed again."""
     comparison = _comparison(_period())
     weeks = _weeks()
-    results = what_works.for_comparison(db.session(), comparison, weeks=weeks)
+    session = db.session()
+    row = what_works.cached(session, comparison.scope_id, comparison.period, weeks)
+    if request.method == "POST" or row is None or what_works.lost(row):
+        what_works.request(session, comparison.scope_id, comparison.period, weeks)
+        wanted = request.args.get("format") if request.method == "GET" else None
+        return redirect(
+            url_for("insights.what_works", period=comparison.period, weeks=weeks, format=wanted), code=303
+        )
+    results = what_works.stored_results(row)
     suppress = comparison.suppressed_outside_school
-    table = what_works.table(results, suppress=suppress, title=f"What works: {comparison.scope_name}")
-    shown = [r for r in results if r.treated and not (suppress and what_works.is_small(r))]
+    table = what_works.table(results or [], suppress=suppress, title=f"What works: {comparison.scope_name}")
+    if results is None and request.args.get("format"):
+        abort(
+            409,
+            description=(
+                "what works is still being computed for this period: download it once the page shows it"
+            ),
+        )
+    shown = [r for r in results or [] if r.treated and not (suppress and what_works.is_small(r))]
     return _download(table) or render_template(
         "insights/analysis/what_works.html",
         comparison=comparison,
         periods=insights_services.PERIODS,
         table=table,
+        result=row,
+        computed=results is not None,
         summaries=[(r.summary, r.warning) for r in shown],
         caveat=what_works.CAVEAT,
         too_few=what_works.TOO_FEW,
@@ -142,6 +163,6 @@ def register(bp: Blueprint) -> None:
     """Add the analysis routes to the insights blueprint (before it is registered on the app)."""
     guard = require_perm(Perm.INSIGHTS_READ)
     bp.add_url_rule("/process", "process", guard(process_page), methods=["GET"])
-    bp.add_url_rule("/what-works", "what_works", guard(what_works_page), methods=["GET"])
+    bp.add_url_rule("/what-works", "what_works", guard(what_works_page), methods=["GET", "POST"])
     bp.add_url_rule("/export", "export_table", guard(export_table), methods=["GET"])
     bp.add_url_rule("/governors-report.pdf", "governors_report", guard(governors_report), methods=["GET"])

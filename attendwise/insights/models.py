@@ -105,6 +105,29 @@ class SchoolSource(TenantMixin, Base):
     computed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class WhatWorksResult(TenantMixin, Base):
+    """What works across an organisation's schools for one period and window, computed by a job.
+
+    ``org_id`` is the trust, LA or school the analysis covers. ``state`` is ``queued`` while a
+    job is to compute it (the last result, if any, stays shown meanwhile), ``done`` or
+    ``failed`` (``error`` says why). ``results`` is the JSON list of
+    :class:`attendwise.insights.what_works.StepResult` as of ``computed_at``.
+    """
+
+    __tablename__ = "insight_what_works"
+    __audit_skip__ = True  # derived figures, rewritten by each computation (itself audited)
+    __table_args__ = (UniqueConstraint("org_id", "period", "weeks"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    period: Mapped[str] = mapped_column(String(20))
+    weeks: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(10))
+    requested_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    computed_at: Mapped[dt.datetime | None] = mapped_column()
+    results: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
 class NationalFigure(Base):
     """A published national figure (England) to compare against, with its source.
 

@@ -998,6 +998,17 @@ def _visible_scope(session: Session, scope_org_id: int) -> Organisation:
     raise NotVisible(f"organisation {scope_org_id} is not visible from organisation {ctx.org_id}")
 
 
+def last_refreshed(session: Session, scope_org_id: int) -> dt.datetime | None:
+    """When any part of the figures of the organisation's schools was last computed (system
+    context: the what-works sweeper asks this for trusts and LAs)."""
+    scope = session.get(Organisation, scope_org_id)
+    if scope is None:
+        return None
+    return session.scalar(
+        select(func.max(SchoolSource.computed_at)).where(SchoolSource.org_id.in_(_school_ids(scope)))
+    )
+
+
 @contextlib.contextmanager
 def _reading(school_ids: Sequence[int], scope: Organisation) -> Iterator[None]:
     """Read the aggregate rows of ``school_ids``.

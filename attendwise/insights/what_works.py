@@ -36,22 +36,28 @@ plain warning.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import datetime as dt
+import json
 import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from attendwise.attendance import queries as attendance_queries
 from attendwise.attendance import services as attendance_services
 from attendwise.attendance.calendar import academic_year_of
 from attendwise.casework import queries as casework_queries
+from attendwise.insights import services as insights_services
 from attendwise.insights.exports import Table
+from attendwise.insights.models import WhatWorksResult
 from attendwise.insights.services import SUPPRESS_BELOW, SUPPRESSED, Comparison
-from attendwise.platform import tenancy
+from attendwise.platform import audit, jobs, tenancy
+from attendwise.platform.db import utcnow
 
 DEFAULT_WEEKS = 6
 DEFAULT_BAND = 5.0
@@ -578,3 +584,87 @@ def for_comparison(
         series.append(one)
         steps += its_steps
     return analyse(series, steps, weeks=weeks)
+
+
+# ---- computed by a job, kept per organisation, period and window --------------------------------
+
+QUEUED, DONE, FAILED = "queued", "done", "failed"
+LOST_AFTER = dt.timedelta(hours=1)
+"""A computation queued longer than this is taken as lost (its worker died) and may be queued again."""
+
+
+def cached(session: Session, scope_id: int, period: str, weeks: int) -> WhatWorksResult | None:
+    """The stored what-works result of an organisation for one period and window, if any."""
+    return session.scalar(
+        select(WhatWorksResult).where(
+            WhatWorksResult.org_id == scope_id,
+            WhatWorksResult.period == period,
+            WhatWorksResult.weeks == weeks,
+        )
+    )
+
+
+def lost(row: WhatWorksResult, now: dt.datetime | None = None) -> bool:
+    requested = row.requested_at if row.requested_at.tzinfo else row.requested_at.replace(tzinfo=dt.UTC)
+    return row.state == QUEUED and (now or utcnow()) - requested > LOST_AFTER
+
+
+def request(session: Session, scope_id: int, period: str, weeks: int) -> WhatWorksResult:
+    """Have what works computed for the organisation by a job (queued once the transaction
+    commits). While a computation is queued, asking again queues nothing more; the last result
+    stays stored and shown until the new one replaces it."""
+    if period not in insights_services.PERIODS:
+        raise insights_services.InsightsError(
+            f"period {period!r} is not one of: {', '.join(insights_services.PERIODS)}"
+        )
+    row = cached(session, scope_id, period, weeks)
+    if row is not None and row.state == QUEUED and not lost(row):
+        return row
+    if row is None:
+        row = WhatWorksResult(org_id=scope_id, period=period, weeks=weeks)
+        session.add(row)
+    row.state, row.requested_at = QUEUED, utcnow()
+    session.flush()
+    jobs.enqueue("attendwise.insights.jobs.compute_what_works", scope_id, period, weeks, org_id=scope_id)
+    return row
+
+
+def compute(session: Session, scope_id: int, period: str, weeks: int) -> WhatWorksResult:
+    """The job's work: compute what works across the organisation's schools and store it
+    (audited in the organisation's log)."""
+    comparison = insights_services.comparison(session, scope_id, period)
+    results = for_comparison(session, comparison, weeks=weeks)
+    row = cached(session, scope_id, period, weeks) or WhatWorksResult(
+        org_id=scope_id, period=period, weeks=weeks
+    )
+    session.add(row)
+    row.state, row.error = DONE, None
+    row.results = json.dumps([dataclasses.asdict(r) for r in results])
+    row.computed_at = utcnow()
+    if row.requested_at is None:
+        row.requested_at = row.computed_at
+    session.flush()
+    audit.record(
+        session,
+        org_id=scope_id,
+        action="insights.what_works",
+        object_type="organisation",
+        object_id=scope_id,
+        detail={"period": period, "weeks": weeks, "steps": len(results)},
+    )
+    return row
+
+
+def fail(session: Session, scope_id: int, period: str, weeks: int, error: str) -> None:
+    """Record that the computation failed, with why (the last result, if any, stays)."""
+    row = cached(session, scope_id, period, weeks)
+    if row is not None:
+        row.state, row.error = FAILED, error[:1000]
+        session.flush()
+
+
+def stored_results(row: WhatWorksResult) -> list[StepResult] | None:
+    """The results a row holds (``None`` before the first computation finished)."""
+    if row.results is None:
+        return None
+    return [StepResult(**values) for values in json.loads(row.results)]

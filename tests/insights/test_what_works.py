@@ -193,7 +193,7 @@ def test_the_what_works_page_shows_the_caveat_and_the_table(
 ) -> None:
     trust = build_trust(db_session, make_trust, make_school)
     login(make_user(trust, "trust_leader"))
-    page = client.get("/insights/what-works?period=term")
+    page = client.get("/insights/what-works?period=term", follow_redirects=True)
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert "does not show that the step caused the change" in html
@@ -201,7 +201,7 @@ def test_the_what_works_page_shows_the_caveat_and_the_table(
     assert "Stage 1 (Persistent absence identified)" in html
     assert "Too few pupils to rely on" in html
     assert '<option value="6" selected>6 school weeks</option>' in html
-    three = client.get("/insights/what-works?period=term&weeks=3&format=csv")
+    three = client.get("/insights/what-works?period=term&weeks=3&format=csv", follow_redirects=True)
     assert three.status_code == 200
     refused = client.get("/insights/what-works?weeks=0")
     assert refused.status_code == 400
