@@ -742,8 +742,8 @@ def school_rows(
         wanted = [s for s in in_year if f"figures:{s.key}" not in kept]
         with_weeks = bool(in_year) and f"weeks:{cal.academic_year}" not in kept
         if not n:
-            empty = dict.fromkeys(_FIGURE_KEYS, 0)
-            out.figures.extend(_row(school_id, span, "all", "all", empty, now) for span in wanted)
+            zeros = [[[0] * len(_FIGURE_KEYS)] for _ in wanted]
+            out.figures.extend(_figure_rows(school_id, wanted, [("all", "all")], zeros, now))
             continue
         if not wanted and not with_weeks:
             continue
@@ -785,21 +785,6 @@ def school_rows(
     return out
 
 
-def _row(
-    school_id: int, span: Span, breakdown: str, group: str, values: dict[str, int], now: dt.datetime
-) -> dict[str, Any]:
-    return {
-        "org_id": school_id,
-        "period": span.key,
-        "breakdown": breakdown,
-        "group": group,
-        "period_start": span.start,
-        "period_end": span.end,
-        "computed_at": now,
-        **values,
-    }
-
-
 def _period_rows(
     school_id: int,
     in_year: Sequence[Span],
@@ -834,7 +819,18 @@ def _period_rows(
     ).astype(np.float64)  # (figure, span, pupil)
     totals = per_pupil.reshape(-1, per_pupil.shape[2]) @ masks.T  # exact: integers far below 2**53
     values = np.rint(totals).astype(np.int64).reshape(len(_FIGURE_KEYS), len(in_year), len(keys))
-    values = values.transpose(1, 2, 0).tolist()  # (span, group, figure)
+    return _figure_rows(school_id, in_year, keys, values.transpose(1, 2, 0).tolist(), now)
+
+
+def _figure_rows(
+    school_id: int,
+    spans: Sequence[Span],
+    keys: Sequence[tuple[str, str]],
+    values: list[list[list[int]]],
+    now: dt.datetime,
+) -> list[dict[str, Any]]:
+    """The rows of ``spans`` x breakdowns (``keys``); ``values[s][g]``: the figures of
+    :data:`_FIGURE_KEYS` of span ``s`` and breakdown ``g``."""
     return [  # dict displays: several times faster than dict(zip(...)) for these 14 keys
         {
             "org_id": school_id,
@@ -852,7 +848,7 @@ def _period_rows(
             "persistent": persistent,
             "severe": severe,
         }
-        for span, of_span in zip(in_year, values, strict=True)
+        for span, of_span in zip(spans, values, strict=True)
         for (breakdown, group), (
             pupils,
             possible,

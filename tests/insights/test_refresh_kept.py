@@ -129,3 +129,15 @@ def test_a_pupils_changed_characteristics_refresh_every_part(db_session, world):
     result = services.refresh(db_session, world.big.id, on=ON)
     assert result.kept == frozenset()
     _all_agree(db_session, world)
+
+
+def test_a_school_without_pupils_stores_zero_figures_for_every_period(db_session, make_school):
+    school = make_school(name="Empty Primary", phase="Primary")
+    result = services.refresh(db_session, school.id, on=ON)
+    with tenancy.tenant_context(school.id):
+        rows = db_session.scalars(select(SchoolFigures)).all()
+    assert result.pupils == 0
+    assert {r.period for r in rows} == {p.split(":", 1)[1] for p in EVERY_PART if p.startswith("figures:")}
+    assert {(r.breakdown, r.group, r.pupils, r.possible, r.persistent) for r in rows} == {
+        ("all", "all", 0, 0, 0)
+    }
