@@ -21,10 +21,24 @@ from typing import Any, cast
 import numpy as np
 import psycopg
 from flask import current_app
-from sqlalchemy import DateTime, Table, TableClause, column, delete, insert, literal, select, table
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Table,
+    TableClause,
+    bindparam,
+    column,
+    delete,
+    insert,
+    literal,
+    select,
+    table,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 from stdnum.exceptions import InvalidComponent, ValidationError
 from stdnum.gb import upn as stdnum_upn
@@ -215,7 +229,12 @@ def _pupil_errors(rec: PupilRecord) -> list[str]:
 
 
 def upsert_pupils(session: Session, org_id: int, records: Sequence[PupilRecord]) -> Counts:
-    """Create or update a school's pupils (matched on source + external id, else on UPN)."""
+    """Create or update a school's pupils (matched on source + external id, else on UPN).
+
+    Set-based: the school's pupils and enrolments are read in one query each and compared
+    in Python; only the rows that differ are written (see :func:`_write_rows`), each with
+    the audit event the ORM's flush hook would write for it.
+    """
     _require_writer(org_id)
     errors: list[RowError] = []
     seen: dict[str, int] = {}
@@ -229,11 +248,40 @@ def upsert_pupils(session: Session, org_id: int, records: Sequence[PupilRecord])
     if errors:
         raise BatchRejected("pupil batch", errors, len(records))
 
-    existing = session.scalars(
-        select(Pupil).where(Pupil.org_id == org_id).options(selectinload(Pupil.enrolments))
-    ).all()
-    by_upn = {p.upn: p for p in existing}
-    by_ext = {(p.source, p.external_id): p for p in existing if p.external_id}
+    session.flush()
+    stored = {
+        row.id: {n: getattr(row, n) for n in _PUPIL_FIELDS}
+        for row in session.execute(
+            select(Pupil.id, *(getattr(Pupil, n) for n in _PUPIL_FIELDS))
+            .where(Pupil.org_id == org_id)
+            .order_by(Pupil.id)
+        )
+    }
+    stored_enrolments: dict[int, dict[dt.date, tuple[int, dt.date | None, str]]] = {}
+    for e in session.execute(
+        select(
+            Enrolment.id,
+            Enrolment.pupil_id,
+            Enrolment.start_date,
+            Enrolment.leave_date,
+            Enrolment.registration_type,
+        ).where(Enrolment.org_id == org_id)
+    ):
+        stored_enrolments.setdefault(e.pupil_id, {})[e.start_date] = (
+            e.id,
+            e.leave_date,
+            RegistrationType(e.registration_type).value,
+        )
+    by_upn: dict[str, int | str] = {values["upn"]: pupil_id for pupil_id, values in stored.items()}
+    by_ext: dict[tuple[Any, Any], int | str] = {
+        (v["source"], v["external_id"]): pupil_id for pupil_id, v in stored.items() if v["external_id"]
+    }
+    # What each pupil is after the batch: stored ones by id, new ones by UPN.
+    pupils: dict[int | str, dict[str, Any]] = {pupil_id: dict(v) for pupil_id, v in stored.items()}
+    enrolments: dict[int | str, dict[dt.date, tuple[dt.date | None, str]]] = {
+        pupil_id: {start: (leave, kind) for start, (_id, leave, kind) in rows.items()}
+        for pupil_id, rows in stored_enrolments.items()
+    }
     counts = Counts()
     for rec in records:
         upn, temporary = check_upn(rec.upn)
@@ -241,56 +289,262 @@ def upsert_pupils(session: Session, org_id: int, records: Sequence[PupilRecord])
             **{f: getattr(rec, f) for f in _PUPIL_FIELDS if f not in ("upn", "upn_temporary")},
             "upn": upn,
             "upn_temporary": temporary,
-            "sex": Sex(rec.sex),
-            "sen_status": SenStatus(rec.sen_status),
+            "sex": Sex(rec.sex).value,
+            "sen_status": SenStatus(rec.sen_status).value,
             "legal_forename": rec.legal_forename.strip(),
             "legal_surname": rec.legal_surname.strip(),
         }
-        pupil = by_ext.get((rec.source, rec.external_id)) if rec.external_id else None
-        pupil = pupil or by_upn.get(upn)
-        if pupil is None:
-            pupil = Pupil(org_id=org_id, **values)
-            session.add(pupil)
-            by_upn[upn] = pupil
-            changed = True
+        match = by_ext.get((rec.source, rec.external_id)) if rec.external_id else None
+        match = match if match is not None else by_upn.get(upn)
+        if match is None:
+            match = by_upn[upn] = upn
+            pupils[match] = values
             counts.created += 1
-        else:
             changed = False
-            for name, value in values.items():
-                if getattr(pupil, name) != value:
-                    setattr(pupil, name, value)
-                    changed = True
-        enrolments_changed = _sync_enrolments(pupil, rec.enrolments)
-        if pupil.id is not None and (changed or enrolments_changed):
-            counts.updated += 1
-        elif pupil.id is not None:
-            counts.unchanged += 1
-    session.flush()
+        else:
+            changed = any(pupils[match][n] != v for n, v in values.items())
+            pupils[match].update(values)
+        changed |= _sync_enrolments(enrolments.setdefault(match, {}), rec.enrolments)
+        if isinstance(match, int):
+            counts.updated += changed
+            counts.unchanged += not changed
+
+    now = utcnow()
+    events: list[audit.Event] = []
+    new_upns = [match for match in pupils if isinstance(match, str)]
+    new_ids = _write_rows(
+        session,
+        org_id,
+        Pupil,
+        now,
+        events,
+        inserts=[pupils[upn] for upn in new_upns],
+        updates=_changed_rows(stored, pupils),
+    )
+    ids = dict(zip(new_upns, new_ids, strict=True))
+    enrolment_rows, enrolment_updates, enrolment_deletes = _enrolment_writes(
+        stored_enrolments, {ids[k] if isinstance(k, str) else k: v for k, v in enrolments.items()}
+    )
+    _write_rows(
+        session,
+        org_id,
+        Enrolment,
+        now,
+        events,
+        inserts=enrolment_rows,
+        updates=enrolment_updates,
+        deletes=enrolment_deletes,
+    )
+    audit.record_many(session, events)
     return counts
 
 
-def _sync_enrolments(pupil: Pupil, records: Iterable[EnrolmentRecord]) -> bool:
-    """Make the pupil's enrolments these; a record without enrolments leaves them as they are."""
-    wanted = {e.start_date: (e.leave_date, RegistrationType(e.registration_type)) for e in records}
-    if not wanted:
+def _enrolment_writes(
+    stored: dict[int, dict[dt.date, tuple[int, dt.date | None, str]]],
+    wanted: dict[int, dict[dt.date, tuple[dt.date | None, str]]],
+) -> tuple[
+    list[dict[str, Any]], list[tuple[int, dict[str, Any], dict[str, Any]]], list[tuple[int, int | None]]
+]:
+    """The enrolment rows to insert, update and delete to go from ``stored`` to ``wanted`` (by pupil id)."""
+    inserts: list[dict[str, Any]] = []
+    updates: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
+    deletes: list[tuple[int, int | None]] = []
+    for pupil_id, enrolments in wanted.items():
+        current = stored.get(pupil_id, {})
+        for start, (leave, kind) in enrolments.items():
+            values: dict[str, Any] = {
+                "pupil_id": pupil_id,
+                "start_date": start,
+                "leave_date": leave,
+                "registration_type": kind,
+            }
+            if start not in current:
+                inserts.append(values)
+                continue
+            enrolment_id, *before = current[start]
+            changed = {
+                n: values[n]
+                for n, old in zip(("leave_date", "registration_type"), before, strict=True)
+                if old != values[n]
+            }
+            if changed:
+                updates.append((enrolment_id, values, changed))
+        deletes += [(row[0], pupil_id) for start, row in current.items() if start not in enrolments]
+    return inserts, updates, deletes
+
+
+def _sync_enrolments(
+    current: dict[dt.date, tuple[dt.date | None, str]], records: Iterable[EnrolmentRecord]
+) -> bool:
+    """Make a pupil's enrolments (start -> leave, registration type) these; say whether they changed.
+
+    A record without enrolments leaves them as they are.
+    """
+    wanted = {e.start_date: (e.leave_date, RegistrationType(e.registration_type).value) for e in records}
+    if not wanted or wanted == current:
         return False
-    current = {e.start_date: e for e in pupil.enrolments}
-    changed = False
-    for start, (leave, reg_type) in wanted.items():
-        enrolment = current.get(start)
-        if enrolment is None:
-            pupil.enrolments.append(
-                Enrolment(org_id=pupil.org_id, start_date=start, leave_date=leave, registration_type=reg_type)
+    current.clear()
+    current.update(wanted)
+    return True
+
+
+def _changed_rows(
+    stored: dict[int, dict[str, Any]], after: dict[Any, dict[str, Any]]
+) -> list[tuple[int, dict[str, Any], dict[str, Any]]]:
+    """(id, every value, the values that changed) of each stored row the batch changed."""
+    updates = []
+    for row_id, before in stored.items():
+        values = after[row_id]
+        changed = {n: v for n, v in values.items() if before[n] != v}
+        if changed:
+            updates.append((row_id, values, changed))
+    return updates
+
+
+def _audit_value(value: Any) -> Any:
+    """A value as the audit log's flush hook records it (``audit._changes``)."""
+    return value if isinstance(value, (int, float, bool, type(None))) else str(value)[:200]
+
+
+def _write_rows(
+    session: Session,
+    org_id: int,
+    model: type[Pupil | Enrolment | Contact | PupilContact],
+    now: dt.datetime,
+    events: list[audit.Event],
+    *,
+    inserts: Sequence[dict[str, Any]] = (),
+    updates: Sequence[tuple[int, dict[str, Any], dict[str, Any]]] = (),
+    deletes: Sequence[tuple[int, int | None]] = (),
+) -> list[int]:
+    """Insert, update and delete rows of one tenant table, one statement each; return the new ids.
+
+    ``updates`` are (id, every value, the changed values) and ``deletes`` (id, pupil id). Each
+    written row gets the event the ``after_flush`` hook writes for an ORM object (appended to
+    ``events``): Core statements do not pass through the flush, so nothing is recorded twice.
+    The session's copies of rows of this table are expired (deleted ones expunged).
+    """
+    sync_tenant(session)
+    tbl = cast(Table, model.__table__)
+    conn = session.connection()
+    postgres = conn.dialect.name == "postgresql"
+    name = tbl.name
+    new_ids: list[int] = []
+    if inserts:
+        names = list(inserts[0])
+        if postgres:
+            new_ids = sorted(
+                conn.execute(
+                    text("SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
+                    {"t": name, "n": len(inserts)},
+                ).scalars()
             )
-            changed = True
-        elif (enrolment.leave_date, enrolment.registration_type) != (leave, reg_type):
-            enrolment.leave_date, enrolment.registration_type = leave, reg_type
-            changed = True
-    for start, enrolment in current.items():
-        if start not in wanted:
-            pupil.enrolments.remove(enrolment)
-            changed = True
-    return changed
+            stage = _staged_rows(session, tbl, "new", ["id", *names], zip(new_ids, inserts, strict=True))
+            conn.execute(
+                insert(tbl).from_select(
+                    ["org_id", "id", *names, "created_at", "updated_at"],
+                    select(
+                        literal(org_id),
+                        stage.c.id,
+                        *(stage.c[n] for n in names),
+                        literal(now, DateTime()),
+                        literal(now, DateTime()),
+                    ),
+                )
+            )
+        else:
+            result = conn.execute(
+                insert(tbl).returning(tbl.c.id, sort_by_parameter_order=True),
+                [{"org_id": org_id, **row, "created_at": now, "updated_at": now} for row in inserts],
+            )
+            new_ids = list(result.scalars())
+        events += [
+            audit.Event(
+                org_id,
+                "create",
+                name,
+                row_id,
+                row.get("pupil_id"),
+                {"org_id": org_id, **{n: _audit_value(v) for n, v in row.items()}},
+            )
+            for row_id, row in zip(new_ids, inserts, strict=True)
+        ]
+    if updates:
+        names = list(updates[0][1])
+        if postgres:
+            stage = _staged_rows(session, tbl, "changed", ["id", *names], ((i, v) for i, v, _c in updates))
+            conn.execute(
+                update(tbl)
+                .where(tbl.c.id == stage.c.id)
+                .values({**{n: stage.c[n] for n in names}, "updated_at": literal(now, DateTime())})
+            )
+        else:
+            conn.execute(
+                update(tbl)
+                .where(tbl.c.id == bindparam("row_id"))
+                .values(
+                    {**{n: bindparam(f"new_{n}", type_=tbl.c[n].type) for n in names}, "updated_at": now}
+                ),
+                [{"row_id": i, **{f"new_{n}": v[n] for n in names}} for i, v, _c in updates],
+            )
+        events += [
+            audit.Event(
+                org_id, "update", name, i, v.get("pupil_id"), {n: _audit_value(x) for n, x in c.items()}
+            )
+            for i, v, c in updates
+        ]
+    if deletes:
+        conn.execute(delete(tbl).where(tbl.c.id.in_([i for i, _p in deletes])))
+        events += [audit.Event(org_id, "delete", name, i, pupil_id, {}) for i, pupil_id in deletes]
+    _forget_written(
+        session, model, {i for i, _v, _c in updates}, deletes, [*inserts, *(v for _i, v, _c in updates)]
+    )
+    return new_ids
+
+
+_COLLECTIONS = {"enrolments": "enrolments", "pupil_contacts": "contact_links"}
+
+
+def _forget_written(
+    session: Session,
+    model: type[Pupil | Enrolment | Contact | PupilContact],
+    updated: set[int],
+    deletes: Sequence[tuple[int, int | None]],
+    written: Sequence[dict[str, Any]],
+) -> None:
+    """Make the session's copies agree with rows written around it: expire the updated ones,
+    expunge the deleted ones, and expire the pupils' collections of the table that changed."""
+    deleted = {i for i, _p in deletes}
+    collection = _COLLECTIONS.get(model.__tablename__)
+    pupils = {p for _i, p in deletes} | {row.get("pupil_id") for row in written}
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, model) and obj.id in deleted:
+            session.expunge(obj)
+        elif isinstance(obj, model) and obj.id in updated:
+            session.expire(obj)
+        elif collection and isinstance(obj, Pupil) and obj.id in pupils:
+            session.expire(obj, [collection])
+
+
+def _staged_rows(
+    session: Session,
+    tbl: Table,
+    purpose: str,
+    names: list[str],
+    rows: Iterable[tuple[int, dict[str, Any]]],
+) -> TableClause:
+    """:func:`_staged` for (id, values) rows of ``tbl``: the stage has those columns' types."""
+    dialect = session.get_bind().dialect
+    json_names = {n for n in names if isinstance(tbl.c[n].type, JSON)}
+    return _staged(
+        session,
+        f"aw_stage_{tbl.name}_{purpose}",
+        ", ".join(f"{n} {tbl.c[n].type.compile(dialect=dialect)}" for n in names),
+        [
+            (row_id, *(json.dumps(values[n]) if n in json_names else values[n] for n in names[1:]))
+            for row_id, values in rows
+        ],
+    )
 
 
 # ---- contacts and households ---------------------------------------------------------------
@@ -355,10 +609,32 @@ def _contact_errors(rec: ContactRecord, upns: set[str]) -> list[str]:
     return problems
 
 
+_CONTACT_FIELDS = (
+    "title",
+    "forename",
+    "surname",
+    "preferred_language",
+    "address_lines",
+    "postcode",
+    "phones",
+    "emails",
+    "source",
+    "external_id",
+)
+_LINK_FIELDS = ("relationship_to_pupil", "parental_responsibility", "lives_with_pupil", "priority")
+
+
 def upsert_contacts(session: Session, org_id: int, records: Sequence[ContactRecord]) -> Counts:
-    """Create or update contacts and set, for each, the pupils they are linked to."""
+    """Create or update contacts and set, for each, the pupils they are linked to.
+
+    Set-based like :func:`upsert_pupils`: one read of the school's contacts and links, only
+    the rows that differ written, each audited as the ORM's flush hook would.
+    """
     _require_writer(org_id)
-    pupils = {p.upn: p for p in session.scalars(select(Pupil).where(Pupil.org_id == org_id))}
+    session.flush()
+    pupils: dict[str, int] = {
+        row.upn: row.id for row in session.execute(select(Pupil.upn, Pupil.id).where(Pupil.org_id == org_id))
+    }
     upns = set(pupils)
     errors = [
         RowError(_row_no(rec, i), p) for i, rec in enumerate(records) for p in _contact_errors(rec, upns)
@@ -366,22 +642,44 @@ def upsert_contacts(session: Session, org_id: int, records: Sequence[ContactReco
     if errors:
         raise BatchRejected("contact batch", errors, len(records))
 
-    contacts = session.scalars(select(Contact).where(Contact.org_id == org_id)).all()
-    by_ext = {(c.source, c.external_id): c for c in contacts if c.external_id}
-    by_identity = {_contact_identity(c.forename, c.surname, c.postcode): c for c in contacts}
-    links_by_contact: dict[int, dict[int, PupilContact]] = {}
-    for stored in session.scalars(select(PupilContact).where(PupilContact.org_id == org_id)):
-        links_by_contact.setdefault(stored.contact_id, {})[stored.pupil_id] = stored
+    stored = {
+        row.id: {n: getattr(row, n) for n in _CONTACT_FIELDS}
+        for row in session.execute(
+            select(Contact.id, *(getattr(Contact, n) for n in _CONTACT_FIELDS))
+            .where(Contact.org_id == org_id)
+            .order_by(Contact.id)
+        )
+    }
+    stored_links: dict[int, dict[int, tuple[int, dict[str, Any]]]] = {}
+    for row in session.execute(
+        select(
+            PupilContact.id,
+            PupilContact.contact_id,
+            PupilContact.pupil_id,
+            *(getattr(PupilContact, n) for n in _LINK_FIELDS),
+        ).where(PupilContact.org_id == org_id)
+    ):
+        stored_links.setdefault(row.contact_id, {})[row.pupil_id] = (
+            row.id,
+            {n: getattr(row, n) for n in _LINK_FIELDS},
+        )
+    # What each contact and its links are after the batch: stored ones by id, new ones by number.
+    contacts: dict[int, dict[str, Any]] = {contact_id: dict(v) for contact_id, v in stored.items()}
+    links = {contact_id: {p: v for p, (_id, v) in rows.items()} for contact_id, rows in stored_links.items()}
+    by_ext = {(v["source"], v["external_id"]): c for c, v in stored.items() if v["external_id"]}
+    by_identity = {
+        _contact_identity(v["forename"], v["surname"], v["postcode"]): c for c, v in stored.items()
+    }
+    new: list[int] = []
     touched_pupils: set[int] = set()
     counts = Counts()
-    matched: list[tuple[ContactRecord, Contact, bool, bool]] = []  # (record, contact, is new, changed)
     for rec in records:
         forename, surname, postcode = (
             rec.forename.strip(),
             rec.surname.strip(),
             normalise_postcode(rec.postcode),
         )
-        values: dict[str, object] = {
+        values: dict[str, Any] = {
             "title": rec.title,
             "forename": forename,
             "surname": surname,
@@ -393,61 +691,83 @@ def upsert_contacts(session: Session, org_id: int, records: Sequence[ContactReco
             "source": rec.source,
             "external_id": rec.external_id,
         }
-        contact = by_ext.get((rec.source, rec.external_id)) if rec.external_id else None
-        if contact is None:
+        key = by_ext.get((rec.source, rec.external_id)) if rec.external_id else None
+        if key is None:
             # Same name and postcode is the same person, unless the MIS says they are two.
             namesake = by_identity.get(_contact_identity(forename, surname, postcode))
-            if namesake is not None and not (rec.external_id and namesake.external_id):
-                contact = namesake
-        changed = False
-        if contact is None:
-            contact = Contact(org_id=org_id, **values)
-            session.add(contact)
-            by_identity.setdefault(_contact_identity(forename, surname, postcode), contact)
+            if namesake is not None and not (rec.external_id and contacts[namesake]["external_id"]):
+                key = namesake
+        if key is None:
+            key = -1 - len(new)
+            new.append(key)
+            contacts[key] = values
+            by_identity.setdefault(_contact_identity(forename, surname, postcode), key)
             if rec.external_id:
-                by_ext[(rec.source, rec.external_id)] = contact
+                by_ext[(rec.source, rec.external_id)] = key
             counts.created += 1
-            is_new = True
+            changed = False
         else:
-            is_new = False
-            for name, value in values.items():
-                if getattr(contact, name) != value:
-                    setattr(contact, name, value)
-                    changed = True
-        matched.append((rec, contact, is_new, changed))
-    session.flush()  # one flush gives every new contact its id (and audits them together)
-    for rec, contact, is_new, fields_changed in matched:
-        changed = fields_changed
-        current = links_by_contact.setdefault(contact.id, {})
-        wanted = {pupils[stdnum_upn.compact(link.pupil_upn)].id: link for link in rec.links}
-        for pupil_id, link in wanted.items():
-            link_values = {
+            changed = any(contacts[key][n] != v for n, v in values.items())
+            contacts[key].update(values)
+        current = links.setdefault(key, {})
+        wanted = {
+            pupils[stdnum_upn.compact(link.pupil_upn)]: {
                 "relationship_to_pupil": link.relationship,
                 "parental_responsibility": link.parental_responsibility,
                 "lives_with_pupil": link.lives_with_pupil,
                 "priority": link.priority,
             }
-            row = current.get(pupil_id)
-            if row is None:
-                row = PupilContact(org_id=org_id, pupil_id=pupil_id, contact_id=contact.id, **link_values)
-                session.add(row)
-                current[pupil_id] = row
-                changed = True
-            else:
-                for name, value in link_values.items():
-                    if getattr(row, name) != value:
-                        setattr(row, name, value)
-                        changed = True
-        for pupil_id in [p for p in current if p not in wanted]:
-            session.delete(current.pop(pupil_id))
-            touched_pupils.add(pupil_id)
-            changed = True
+            for link in rec.links
+        }
+        gone = set(current) - set(wanted)
+        touched_pupils |= gone
+        changed |= bool(gone) or any(current.get(p) != v for p, v in wanted.items())
+        links[key] = wanted
         if changed:
             touched_pupils.update(wanted)
-        if not is_new:
+        if key >= 0:
             counts.updated += changed
             counts.unchanged += not changed
-    session.flush()
+
+    now = utcnow()
+    events: list[audit.Event] = []
+    new_ids = _write_rows(
+        session,
+        org_id,
+        Contact,
+        now,
+        events,
+        inserts=[contacts[key] for key in new],
+        updates=_changed_rows(stored, contacts),
+    )
+    ids = dict(zip(new, new_ids, strict=True))
+    link_rows: list[dict[str, Any]] = []
+    link_updates: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
+    link_deletes: list[tuple[int, int | None]] = []
+    for key, wanted in links.items():
+        contact_id = ids.get(key, key)
+        current_links = stored_links.get(key, {}) if key >= 0 else {}
+        for pupil_id, link_values in wanted.items():
+            link_row: dict[str, Any] = {"pupil_id": pupil_id, "contact_id": contact_id, **link_values}
+            if pupil_id not in current_links:
+                link_rows.append(link_row)
+                continue
+            link_id, before = current_links[pupil_id]
+            changed_values = {n: v for n, v in link_values.items() if before[n] != v}
+            if changed_values:
+                link_updates.append((link_id, link_row, changed_values))
+        link_deletes += [(i, p) for p, (i, _v) in current_links.items() if p not in wanted]
+    _write_rows(
+        session,
+        org_id,
+        PupilContact,
+        now,
+        events,
+        inserts=link_rows,
+        updates=link_updates,
+        deletes=link_deletes,
+    )
+    audit.record_many(session, events)
     if touched_pupils:
         refresh_household_keys(session, org_id, touched_pupils)
     return counts
@@ -468,38 +788,81 @@ def _phone_digits(number: str) -> str:
     return "0" + digits[2:] if digits.startswith("44") else digits
 
 
-def household_keys_for(contact: Contact) -> set[str]:
-    """Keyed hashes of the contact's name with each of their postcode, emails and phones."""
-    secret = hashlib.sha256(b"attendwise-household-v1:" + current_app.config["SECRET_KEY"].encode()).digest()
-    name = f"{_fold(contact.forename)}|{_fold(contact.surname)}"
+def _household_secret() -> bytes:
+    return hashlib.sha256(b"attendwise-household-v1:" + current_app.config["SECRET_KEY"].encode()).digest()
+
+
+def _household_keys(
+    secret: bytes,
+    forename: str,
+    surname: str,
+    postcode: str | None,
+    emails: Sequence[str],
+    phones: Sequence[dict[str, str]],
+) -> set[str]:
+    """Keyed hashes of a contact's name with each of their postcode, emails and phones."""
+    name = f"{_fold(forename)}|{_fold(surname)}"
     parts = []
-    if contact.postcode:
-        parts.append("postcode:" + contact.postcode.replace(" ", ""))
-    parts += ["email:" + e.strip().lower() for e in contact.emails]
-    parts += [
-        "phone:" + _phone_digits(p["number"]) for p in contact.phones if len(_phone_digits(p["number"])) >= 10
-    ]
-    return {hmac.new(secret, f"{name}|{part}".encode(), hashlib.sha256).hexdigest() for part in parts}
+    if postcode:
+        parts.append("postcode:" + postcode.replace(" ", ""))
+    parts += ["email:" + e.strip().lower() for e in emails]
+    parts += ["phone:" + _phone_digits(p["number"]) for p in phones if len(_phone_digits(p["number"])) >= 10]
+    return {hmac.digest(secret, f"{name}|{part}".encode(), "sha256").hex() for part in parts}
 
 
 def refresh_household_keys(session: Session, org_id: int, pupil_ids: Iterable[int]) -> None:
-    """Rebuild the sibling-index rows for these pupils from their contacts with parental responsibility."""
+    """Rebuild the sibling-index rows for these pupils from their contacts with parental responsibility.
+
+    Only the keys that differ from the stored ones are deleted or added.
+    """
     ids = sorted(set(pupil_ids))
     if not ids:
         return
-    links = session.scalars(
-        select(PupilContact).where(
-            PupilContact.org_id == org_id,
-            PupilContact.pupil_id.in_(ids),
-            PupilContact.parental_responsibility.is_(True),
-        )
-    ).all()
-    wanted = {(key, link.pupil_id) for link in links for key in household_keys_for(link.contact)}
-    session.execute(delete(HouseholdKey).where(HouseholdKey.pupil_id.in_(ids)))
-    if wanted:
+    contacts = select(
+        PupilContact.pupil_id,
+        Contact.forename,
+        Contact.surname,
+        Contact.postcode,
+        Contact.emails,
+        Contact.phones,
+    ).join(Contact, Contact.id == PupilContact.contact_id)
+    contacts = contacts.where(PupilContact.org_id == org_id, PupilContact.parental_responsibility.is_(True))
+    stored_keys = select(HouseholdKey.id, HouseholdKey.key, HouseholdKey.pupil_id)
+    if len(ids) <= 500:  # a few pupils read their own rows; a school's sync reads the school's
+        contacts = contacts.where(PupilContact.pupil_id.in_(ids))
+        stored_keys = stored_keys.where(HouseholdKey.pupil_id.in_(ids))
+    else:
+        stored_keys = stored_keys.where(HouseholdKey.school_id == org_id)
+    chosen = set(ids)
+    secret = _household_secret()
+    wanted = {
+        (key, pupil_id)
+        for pupil_id, forename, surname, postcode, emails, phones in session.execute(contacts)
+        if pupil_id in chosen
+        for key in _household_keys(secret, forename, surname, postcode, emails, phones)
+    }
+    stored = {
+        (key, pupil_id): key_id
+        for key_id, key, pupil_id in session.execute(stored_keys)
+        if pupil_id in chosen
+    }
+    stale = [key_id for pair, key_id in stored.items() if pair not in wanted]
+    if stale:
+        session.execute(delete(HouseholdKey).where(HouseholdKey.id.in_(stale)))
+    added = sorted(wanted - stored.keys())
+    if not added:
+        return
+    keys = cast(Table, HouseholdKey.__table__)
+    if session.get_bind().dialect.name == "postgresql":
+        stage = _staged(session, "aw_stage_household_keys", "key text, pupil_id bigint", added)
         session.execute(
-            insert(HouseholdKey),
-            [{"key": key, "school_id": org_id, "pupil_id": pupil_id} for key, pupil_id in sorted(wanted)],
+            insert(keys).from_select(
+                ["key", "school_id", "pupil_id"], select(stage.c.key, literal(org_id), stage.c.pupil_id)
+            )
+        )
+    else:
+        session.execute(
+            insert(keys), [{"key": key, "school_id": org_id, "pupil_id": pupil_id} for key, pupil_id in added]
         )
 
 

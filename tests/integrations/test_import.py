@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import func, select
@@ -17,6 +19,7 @@ from attendwise.attendance.models import Contact, MarkChange, Pupil, PupilContac
 from attendwise.integrations import ctf, services
 from attendwise.integrations.models import RunStatus, SyncRejection, SyncRun
 from attendwise.platform import tenancy
+from attendwise.platform.audit import AuditEvent
 from attendwise.tenants.models import Organisation
 from tests.integrations import ctf_generator as gen
 
@@ -273,3 +276,31 @@ def test_a_file_with_a_problem_is_read_and_reported_every_time(
         ).all()
     assert reported == ["CTfile/CTFpupilData/Pupil[3]/Contacts/Contact[1]/Forename"]
     assert (first.rejected, again.rejected, again.created, again.updated) == (1, 1, 0, 0)
+
+
+def test_siblings_parents_are_one_contact_each_linked_to_both_and_audited_once(
+    db_session: Session, school: Organisation
+) -> None:
+    made = pupils(3, seed=5)
+    for sibling in made[1:]:
+        sibling.surname = made[0].surname
+        sibling.contacts = [replace(c, surname=made[0].surname) for c in made[0].contacts]
+
+    run(db_session, school, made)
+
+    with tenancy.tenant_context(school.id):
+        contacts = db_session.scalars(select(Contact).where(Contact.org_id == school.id)).all()
+        links = db_session.scalars(select(PupilContact).where(PupilContact.org_id == school.id)).all()
+        linked = {(link.contact_id, link.pupil.upn) for link in links}
+        created = db_session.execute(
+            select(AuditEvent.object_type, AuditEvent.object_id).where(
+                AuditEvent.org_id == school.id, AuditEvent.action == "create"
+            )
+        ).all()
+    assert len(contacts) == len(made[0].contacts)
+    assert linked == {(c.id, p.upn) for c in contacts for p in made}
+    audited = Counter((table, row_id) for table, row_id in created)
+    assert {key: n for key, n in audited.items() if key[0] in ("contacts", "pupil_contacts")} == {
+        **{("contacts", str(c.id)): 1 for c in contacts},
+        **{("pupil_contacts", str(link.id)): 1 for link in links},
+    }
