@@ -23,6 +23,7 @@ from attendwise.insights import exports, process, what_works
 from attendwise.insights import services as insights_services
 from attendwise.insights.services import MEASURES, Comparison
 from attendwise.letters import render
+from attendwise.platform.web import format_datetime
 
 TEMPLATE = Path(__file__).parent / "templates" / "insights" / "analysis" / "governors-report.html"
 CHART_WIDTH = 640
@@ -135,7 +136,9 @@ def context(
     comparison = insights_services.comparison(session, scope_org_id, period)
     suppress = comparison.suppressed_outside_school
     measures = process.for_comparison(session, comparison)
-    results = what_works.for_comparison(session, comparison)
+    stored = what_works.cached(session, scope_org_id, period, what_works.DEFAULT_WEEKS)
+    kept = what_works.stored_results(stored) if stored is not None else None
+    results = kept if kept is not None else what_works.for_comparison(session, comparison)
     weeks = [
         (f"{w.week_start.day} {w.week_start:%b}", w.figures.attendance)
         for w in comparison.weeks
@@ -175,6 +178,7 @@ def context(
         "what_works_summaries": [
             r.summary for r in results if r.treated and not (suppress and what_works.is_small(r))
         ],
+        "what_works_computed": format_datetime(stored.computed_at) if kept is not None and stored else "",
         "caveat": what_works.CAVEAT,
         "weeks": what_works.DEFAULT_WEEKS,
     }

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 from collections.abc import Callable
 
 import pytest
 from pypdf import PdfReader
 from sqlalchemy.orm import Session
 
-from attendwise.insights import report
+from attendwise.insights import report, what_works
 from attendwise.insights import services as insights_services
 from attendwise.platform import tenancy
 from attendwise.tenants.models import Organisation
@@ -101,3 +103,19 @@ def test_school_staff_without_the_insights_permission_get_no_report(
     assert client.get("/insights/governors-report.pdf").status_code == 403
     assert client.get("/insights/process").status_code == 403
     assert client.get("/insights/what-works?format=csv").status_code == 403
+
+
+def test_the_report_uses_the_stored_what_works_and_says_when_it_was_computed(
+    db_session: Session, trust_with_casework: Organisation
+) -> None:
+    trust = trust_with_casework
+    with tenancy.tenant_context(trust.id, read_org_ids=member_ids(db_session, trust)):
+        computed = what_works.compute(db_session, trust.id, "term", what_works.DEFAULT_WEEKS)
+        stored = what_works.stored_results(computed)
+        assert stored is not None
+        doctored = [dataclasses.replace(stored[0], label="Stored step"), *stored[1:]]
+        computed.results = json.dumps([dataclasses.asdict(r) for r in doctored])
+        db_session.flush()
+        merge = report.context(db_session, trust.id, period="term", today=ON)
+    assert merge["what_works"]["rows"][0][0] == "Stored step"  # read, not computed again
+    assert merge["what_works_computed"].startswith(f"{computed.computed_at.day} ")
