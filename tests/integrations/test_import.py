@@ -18,7 +18,7 @@ from attendwise.attendance.codes import decode
 from attendwise.attendance.models import Contact, MarkChange, Pupil, PupilContact, PupilMarkYear
 from attendwise.integrations import ctf, services
 from attendwise.integrations.models import RunStatus, SyncRejection, SyncRun
-from attendwise.platform import tenancy
+from attendwise.platform import audit, tenancy
 from attendwise.platform.audit import AuditEvent
 from attendwise.tenants.models import Organisation
 from tests.integrations import ctf_generator as gen
@@ -304,3 +304,29 @@ def test_siblings_parents_are_one_contact_each_linked_to_both_and_audited_once(
         **{("contacts", str(c.id)): 1 for c in contacts},
         **{("pupil_contacts", str(link.id)): 1 for link in links},
     }
+
+
+def test_a_schools_import_is_audited_row_by_row_in_a_chain_that_verifies(
+    db_session: Session, school: Organisation
+) -> None:
+    made = pupils(80, seed=9)  # 80 pupils, 160 contacts, 160 links: appended in bulk
+
+    run(db_session, school, made)
+
+    with tenancy.tenant_context(school.id):
+        created = Counter(
+            db_session.scalars(
+                select(AuditEvent.object_type).where(
+                    AuditEvent.org_id == school.id, AuditEvent.action == "create"
+                )
+            )
+        )
+    with tenancy.system_context("test: verify the import's audit chain"):
+        problems = list(audit.verify(db_session, [school.id]))
+    assert problems == []
+    assert {t: created[t] for t in ("pupils", "contacts", "pupil_contacts")} == {
+        "pupils": count(db_session, school, Pupil),
+        "contacts": count(db_session, school, Contact),
+        "pupil_contacts": count(db_session, school, PupilContact),
+    }
+    assert created["pupils"] == 80
