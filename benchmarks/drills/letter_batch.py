@@ -3,8 +3,8 @@
 Set-up (in the drill's process, against the scratch database): a school with 50 pupils, each
 with a mother to email, then ``--jobs`` letters queued through
 :func:`attendwise.letters.services.queue_letter` to them in turn (each its own idempotency
-key, so its own Message-ID). The first is rendered
-by :func:`~attendwise.letters.services.render_letter` (WeasyPrint, stored in the
+key, so its own Message-ID). The first is rendered by
+:func:`~attendwise.letters.services.render_letter` (WeasyPrint, stored in the
 content-addressed document store); to keep the CPU on the jobs under test, the others are
 then marked rendered with that same document. Every letter's send job
 (``attendwise.letters.jobs.send_letter``) is queued in one commit, and ``attendwise worker
