@@ -9,7 +9,8 @@ horse running a job every ``--kill-every`` seconds for at most ``--seconds`` (or
 batch is done), so jobs die before claiming their letter, between the claim and the mail
 server, or after the mail server accepted and before the letter was marked sent. With
 ``--kill worker`` the worker process dies with its horse, as when its pod is killed, and is
-started again. Loopback PostgreSQL and Redis only; the scratch database and the queue prefix are removed afterwards.
+started again. Loopback PostgreSQL and Redis only; the scratch database and the queue
+prefix are removed afterwards.
 
 Prints: letters, kills, emails received once and more than once (duplicated), never received
 (lost), left in "sending", what the sweeper did, and the longest delay from queued to received.
