@@ -86,8 +86,9 @@ def sweep_school(now: str | None = None) -> dict[str, int]:
     ).all()
     for letter in uncertain:
         error = (
-            "delivery uncertain: the worker stopped while handing this email to the mail server "
-            f"(Message-ID {letter.provider_message_id}). Check the mail server's log before resending."
+            f"{services.DELIVERY_UNCERTAIN}: the worker stopped while handing this email to the mail server "
+            f"(Message-ID {letter.provider_message_id}). Check the mail server's log: "
+            "record it as delivered if it is there, otherwise send it again."
         )
         if services._claim(
             session, letter.id, [LetterStatus.SENDING.value], LetterStatus.FAILED.value, error=error

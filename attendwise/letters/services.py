@@ -529,6 +529,42 @@ def mark_posted(
     return marked
 
 
+DELIVERY_UNCERTAIN = "delivery uncertain"
+
+
+def is_delivery_uncertain(letter: Letter) -> bool:
+    return (
+        letter.channel == Channel.EMAIL
+        and letter.status == LetterStatus.FAILED
+        and (letter.error or "").startswith(DELIVERY_UNCERTAIN)
+    )
+
+
+def confirm_delivered(session: Session, org_id: int, letter_id: int) -> bool:
+    """A person found a "delivery uncertain" email in the mail server's log: record it as sent,
+    on the case's contact log and timeline, once. Sending it again would have sent it twice."""
+    letter = session.scalar(select(Letter).where(Letter.id == letter_id, Letter.org_id == org_id))
+    if letter is None or not is_delivery_uncertain(letter):
+        return False
+    sent_at = letter.sending_started_at or utcnow()
+    if not _claim(
+        session, letter_id, [LetterStatus.FAILED.value], LetterStatus.SENT.value, error=None, sent_at=sent_at
+    ):
+        return False
+    audit.record(
+        session,
+        org_id=org_id,
+        action="letter.delivery_confirmed",
+        object_type="letter",
+        object_id=letter_id,
+        pupil_id=letter.pupil_id,
+    )
+    letter = session.get(Letter, letter_id)
+    assert letter is not None
+    _delivered(session, letter)
+    return True
+
+
 def resend(session: Session, org_id: int, letter_id: int) -> bool:
     """A person checked a failed email (e.g. delivery uncertain) and asks for it to go again."""
     letter = session.scalar(select(Letter).where(Letter.id == letter_id, Letter.org_id == org_id))

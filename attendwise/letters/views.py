@@ -106,7 +106,13 @@ def letter_list() -> Any:
         and letter.status == LetterStatus.RENDERED
         and letter.post_batch_id is None
     )
-    return render_template("letters/list.html", letters=letters, batches=batches, waiting=waiting)
+    return render_template(
+        "letters/list.html",
+        letters=letters,
+        batches=batches,
+        waiting=waiting,
+        uncertain=services.is_delivery_uncertain,
+    )
 
 
 @bp.get("/letters/<int:letter_id>/pdf")
@@ -231,6 +237,15 @@ def resend(letter_id: int) -> Any:
     if not services.resend(db.session(), _org_id(), letter_id):
         abort(404)
     flash("The letter will be emailed again.", "success")
+    return redirect(url_for("letters.letter_list"))
+
+
+@bp.post("/letters/<int:letter_id>/delivered")
+@require_perm(Perm.LETTERS_SEND)
+def confirm_delivered(letter_id: int) -> Any:
+    if not services.confirm_delivered(db.session(), _org_id(), letter_id):
+        abort(404)
+    flash("The letter is recorded as delivered on the case.", "success")
     return redirect(url_for("letters.letter_list"))
 
 

@@ -147,6 +147,68 @@ def test_a_worker_that_dies_mid_send_never_causes_a_second_email(
         assert smtp_server.messages[0]["Message-ID"] == letter.provider_message_id
 
 
+def test_an_uncertain_email_found_in_the_mail_log_is_recorded_as_delivered_without_a_second_send(
+    client,
+    login,
+    make_user,
+    db_session: Session,
+    letter_school: LetterSchool,
+    smtp_server: Received,
+    monkeypatch,
+) -> None:
+    school = letter_school.school
+    delivered: list[int] = []
+    monkeypatch.setattr(
+        hooks, "_subscribers", [*hooks._subscribers, lambda _s, event: delivered.append(event.letter_id)]
+    )
+
+    def die(*args: object, **kwargs: object) -> str:
+        raise SystemExit("worker killed while talking to the mail server")
+
+    with tenancy.tenant_context(school.id):
+        with monkeypatch.context() as patch:
+            patch.setattr(services, "send_email", die)
+            services.queue_letter(
+                db_session,
+                school.id,
+                letter_school.pupil.id,
+                "dothill-sal2",
+                None,
+                [letter_school.mother_id],
+                channel="email",
+                on=ON,
+            )
+            with pytest.raises(SystemExit):
+                db_session.commit()
+        letter_id = db_session.scalar(select(Letter.id).where(Letter.template_key == "dothill-sal2"))
+        jobs.sweep_school((utcnow() + dt.timedelta(minutes=20)).isoformat())
+        db_session.commit()
+    login(make_user(school, "attendance_officer"))
+    page = client.get("/letters").get_data(as_text=True)
+    assert "It was delivered" in page
+    assert "Send again" in page
+    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+
+    response = client.post(f"/letters/{letter_id}/delivered", data={"csrf_token": token})
+    assert response.status_code == 302
+    again = client.post(f"/letters/{letter_id}/delivered", data={"csrf_token": token})
+    assert again.status_code == 404  # it is no longer uncertain
+
+    with tenancy.tenant_context(school.id):
+        letter = _letter(db_session, letter_id)
+        assert (letter.status, letter.error) == (LetterStatus.SENT, None)
+        assert letter.sent_at is not None
+        actions = db_session.scalars(
+            select(AuditEvent.action).where(
+                AuditEvent.object_id == str(letter_id), AuditEvent.object_type == "letter"
+            )
+        ).all()
+    assert "letter.delivery_confirmed" in actions
+    assert delivered == [letter_id]  # on the case's contact log and timeline, once
+    assert smtp_server.messages == []  # nothing was sent again
+    assert "It was delivered" not in client.get("/letters").get_data(as_text=True)
+
+
 def test_the_sweeper_requeues_a_letter_whose_job_was_lost(
     db_session: Session, letter_school: LetterSchool, smtp_server: Received
 ) -> None:
