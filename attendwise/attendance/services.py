@@ -257,7 +257,7 @@ def upsert_pupils(session: Session, org_id: int, records: Sequence[PupilRecord])
             .order_by(Pupil.id)
         )
     }
-    stored_enrolments: dict[int, dict[dt.date, tuple[int, dt.date | None, str]]] = {}
+    stored_enrolments: _Children = {}
     for e in session.execute(
         select(
             Enrolment.id,
@@ -269,8 +269,9 @@ def upsert_pupils(session: Session, org_id: int, records: Sequence[PupilRecord])
     ):
         stored_enrolments.setdefault(e.pupil_id, {})[e.start_date] = (
             e.id,
-            e.leave_date,
-            RegistrationType(e.registration_type).value,
+            _enrolment_row(
+                e.pupil_id, e.start_date, e.leave_date, RegistrationType(e.registration_type).value
+            ),
         )
     by_upn: dict[str, int | str] = {values["upn"]: pupil_id for pupil_id, values in stored.items()}
     by_ext: dict[tuple[Any, Any], int | str] = {
@@ -279,7 +280,7 @@ def upsert_pupils(session: Session, org_id: int, records: Sequence[PupilRecord])
     # What each pupil is after the batch: stored ones by id, new ones by UPN.
     pupils: dict[int | str, dict[str, Any]] = {pupil_id: dict(v) for pupil_id, v in stored.items()}
     enrolments: dict[int | str, dict[dt.date, tuple[dt.date | None, str]]] = {
-        pupil_id: {start: (leave, kind) for start, (_id, leave, kind) in rows.items()}
+        pupil_id: {start: (v["leave_date"], v["registration_type"]) for start, (_id, v) in rows.items()}
         for pupil_id, rows in stored_enrolments.items()
     }
     counts = Counts()
@@ -322,55 +323,43 @@ def upsert_pupils(session: Session, org_id: int, records: Sequence[PupilRecord])
         updates=_changed_rows(stored, pupils),
     )
     ids = dict(zip(new_upns, new_ids, strict=True))
-    enrolment_rows, enrolment_updates, enrolment_deletes = _enrolment_writes(
-        stored_enrolments, {ids[k] if isinstance(k, str) else k: v for k, v in enrolments.items()}
-    )
-    _write_rows(
-        session,
-        org_id,
-        Enrolment,
-        now,
-        events,
-        inserts=enrolment_rows,
-        updates=enrolment_updates,
-        deletes=enrolment_deletes,
-    )
+    by_id = {ids[key] if isinstance(key, str) else key: rows for key, rows in enrolments.items()}
+    wanted = {
+        pupil_id: {start: _enrolment_row(pupil_id, start, *e) for start, e in rows.items()}
+        for pupil_id, rows in by_id.items()
+    }
+    _write_rows(session, org_id, Enrolment, now, events, **_child_writes(stored_enrolments, wanted))
     audit.record_many(session, events)
     return counts
 
 
-def _enrolment_writes(
-    stored: dict[int, dict[dt.date, tuple[int, dt.date | None, str]]],
-    wanted: dict[int, dict[dt.date, tuple[dt.date | None, str]]],
-) -> tuple[
-    list[dict[str, Any]], list[tuple[int, dict[str, Any], dict[str, Any]]], list[tuple[int, int | None]]
-]:
-    """The enrolment rows to insert, update and delete to go from ``stored`` to ``wanted`` (by pupil id)."""
+def _enrolment_row(pupil_id: Any, start: dt.date, leave: dt.date | None, kind: str) -> dict[str, Any]:
+    return {"pupil_id": pupil_id, "start_date": start, "leave_date": leave, "registration_type": kind}
+
+
+_Children = dict[int, dict[Any, tuple[int, dict[str, Any]]]]  # parent id -> child key -> (id, row)
+
+
+def _child_writes(stored: _Children, wanted: dict[Any, dict[Any, dict[str, Any]]]) -> dict[str, Any]:
+    """The rows to insert, update and delete (as :func:`_write_rows` takes them) to make each
+    parent's children, by key, the wanted ones; a parent not in ``wanted`` keeps its own."""
     inserts: list[dict[str, Any]] = []
     updates: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
     deletes: list[tuple[int, int | None]] = []
-    for pupil_id, enrolments in wanted.items():
-        current = stored.get(pupil_id, {})
-        for start, (leave, kind) in enrolments.items():
-            values: dict[str, Any] = {
-                "pupil_id": pupil_id,
-                "start_date": start,
-                "leave_date": leave,
-                "registration_type": kind,
-            }
-            if start not in current:
+    for parent, children in wanted.items():
+        current = stored.get(parent, {})
+        for key, values in children.items():
+            if key not in current:
                 inserts.append(values)
                 continue
-            enrolment_id, *before = current[start]
-            changed = {
-                n: values[n]
-                for n, old in zip(("leave_date", "registration_type"), before, strict=True)
-                if old != values[n]
-            }
+            row_id, before = current[key]
+            changed = {n: v for n, v in values.items() if before[n] != v}
             if changed:
-                updates.append((enrolment_id, values, changed))
-        deletes += [(row[0], pupil_id) for start, row in current.items() if start not in enrolments]
-    return inserts, updates, deletes
+                updates.append((row_id, values, changed))
+        deletes += [
+            (row_id, row["pupil_id"]) for key, (row_id, row) in current.items() if key not in children
+        ]
+    return {"inserts": inserts, "updates": updates, "deletes": deletes}
 
 
 def _sync_enrolments(
@@ -650,7 +639,7 @@ def upsert_contacts(session: Session, org_id: int, records: Sequence[ContactReco
             .order_by(Contact.id)
         )
     }
-    stored_links: dict[int, dict[int, tuple[int, dict[str, Any]]]] = {}
+    stored_links: _Children = {}
     for row in session.execute(
         select(
             PupilContact.id,
@@ -661,11 +650,18 @@ def upsert_contacts(session: Session, org_id: int, records: Sequence[ContactReco
     ):
         stored_links.setdefault(row.contact_id, {})[row.pupil_id] = (
             row.id,
-            {n: getattr(row, n) for n in _LINK_FIELDS},
+            {
+                "pupil_id": row.pupil_id,
+                "contact_id": row.contact_id,
+                **{n: getattr(row, n) for n in _LINK_FIELDS},
+            },
         )
     # What each contact and its links are after the batch: stored ones by id, new ones by number.
     contacts: dict[int, dict[str, Any]] = {contact_id: dict(v) for contact_id, v in stored.items()}
-    links = {contact_id: {p: v for p, (_id, v) in rows.items()} for contact_id, rows in stored_links.items()}
+    links = {
+        contact_id: {p: {n: v[n] for n in _LINK_FIELDS} for p, (_id, v) in rows.items()}
+        for contact_id, rows in stored_links.items()
+    }
     by_ext = {(v["source"], v["external_id"]): c for c, v in stored.items() if v["external_id"]}
     by_identity = {
         _contact_identity(v["forename"], v["surname"], v["postcode"]): c for c, v in stored.items()
@@ -741,32 +737,11 @@ def upsert_contacts(session: Session, org_id: int, records: Sequence[ContactReco
         updates=_changed_rows(stored, contacts),
     )
     ids = dict(zip(new, new_ids, strict=True))
-    link_rows: list[dict[str, Any]] = []
-    link_updates: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
-    link_deletes: list[tuple[int, int | None]] = []
-    for key, wanted in links.items():
-        contact_id = ids.get(key, key)
-        current_links = stored_links.get(key, {}) if key >= 0 else {}
-        for pupil_id, link_values in wanted.items():
-            link_row: dict[str, Any] = {"pupil_id": pupil_id, "contact_id": contact_id, **link_values}
-            if pupil_id not in current_links:
-                link_rows.append(link_row)
-                continue
-            link_id, before = current_links[pupil_id]
-            changed_values = {n: v for n, v in link_values.items() if before[n] != v}
-            if changed_values:
-                link_updates.append((link_id, link_row, changed_values))
-        link_deletes += [(i, p) for p, (i, _v) in current_links.items() if p not in wanted]
-    _write_rows(
-        session,
-        org_id,
-        PupilContact,
-        now,
-        events,
-        inserts=link_rows,
-        updates=link_updates,
-        deletes=link_deletes,
-    )
+    wanted_links = {
+        ids.get(key, key): {p: {"pupil_id": p, "contact_id": ids.get(key, key), **v} for p, v in rows.items()}
+        for key, rows in links.items()
+    }
+    _write_rows(session, org_id, PupilContact, now, events, **_child_writes(stored_links, wanted_links))
     audit.record_many(session, events)
     if touched_pupils:
         refresh_household_keys(session, org_id, touched_pupils)
