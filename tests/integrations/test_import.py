@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -330,3 +331,22 @@ def test_a_schools_import_is_audited_row_by_row_in_a_chain_that_verifies(
         "pupil_contacts": count(db_session, school, PupilContact),
     }
     assert created["pupils"] == 80
+
+
+def test_an_import_leaves_the_garbage_collector_as_it_found_it(
+    db_session: Session, school: Organisation
+) -> None:
+    frozen_during: list[int] = []
+
+    def work() -> services.Outcome:
+        frozen_during.append(gc.get_freeze_count())
+        raise RuntimeError("the MIS went away")
+
+    with pytest.raises(RuntimeError, match="the MIS went away"):
+        services.run_import(db_session, school, connector="ctf", source="test.xml", work=work)
+    after_failure = gc.get_freeze_count()
+    run(db_session, school, pupils(2))
+
+    assert frozen_during[0] > 0  # what existed before the import was left out of its collections
+    assert after_failure == 0
+    assert gc.get_freeze_count() == 0
