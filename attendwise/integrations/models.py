@@ -11,7 +11,7 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, Time, UniqueConstraint, text
+from sqlalchemy import JSON, Enum, ForeignKey, Index, LargeBinary, String, Text, Time, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from attendwise.platform.db import Base, TenantMixin, TimestampMixin, utcnow
@@ -75,6 +75,25 @@ class SyncRejection(TenantMixin, Base):
     reason: Mapped[str] = mapped_column(Text)
 
     run: Mapped[SyncRun] = relationship(back_populates="rejections")
+
+
+class SyncRunFile(TenantMixin, Base):
+    """The uploaded file of a failed file import, kept so the import can be retried.
+
+    Kept in the database, not on a web server's disk (the servers share none), only while its
+    run is the school's last failed attempt at that file: a retry that succeeds deletes it.
+    """
+
+    __tablename__ = "sync_run_files"
+    __audit_skip__ = True  # the content must not reach the audit log: files.keep audits the file
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sync_run_id: Mapped[int] = mapped_column(ForeignKey("sync_runs.id", ondelete="CASCADE"), unique=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column()
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class CsvMapping(TenantMixin, TimestampMixin, Base):

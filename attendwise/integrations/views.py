@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Flask, abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from attendwise.integrations import connectors, ctf, services
+from attendwise.integrations import connectors, ctf, files, services
 from attendwise.integrations.models import RunStatus, SyncRun
 from attendwise.platform.auth import current_principal, require_perm
 from attendwise.platform.db import db
@@ -18,6 +20,11 @@ from attendwise.tenants.roles import Perm
 bp = Blueprint("integrations", __name__, template_folder="templates")
 
 RECENT_RUNS = 25
+
+FILE_IMPORTS: dict[str, Callable[[Session, Organisation, bytes], services.Outcome]] = {
+    "ctf": lambda session, school, data: services.import_ctf(session, school, ctf.parse(data)),
+}
+"""The file imports this page runs, by connector name: each parses and imports a file's bytes."""
 
 
 def _school() -> Organisation:
@@ -53,14 +60,19 @@ def _page(school: Organisation, *, status: int = 200, errors: dict[str, str] | N
             connector=connectors.settings_for(session, school.id),
             connector_names=connectors.CONNECTORS,
             retryable=_retryable(shown),
+            kept=files.kept_for(session, shown) if shown is not None else None,
         ),
         status,
     )
 
 
 def _retryable(run: SyncRun | None) -> bool:
-    """A failed connector run can be retried; a failed file import needs the file uploaded again."""
-    return run is not None and run.status == RunStatus.FAILED and run.connector in connectors.CONNECTORS
+    """A failed connector run can be retried, and so can a failed file import whose file was kept."""
+    if run is None or run.status != RunStatus.FAILED:
+        return False
+    if run.connector in connectors.CONNECTORS:
+        return True
+    return run.connector in FILE_IMPORTS and files.kept_for(db.session(), run) is not None
 
 
 def _max_bytes() -> int:
@@ -86,20 +98,41 @@ def upload_ctf() -> Any:
         data = ctf.read_limited(upload.stream, _max_bytes())
     except ctf.CtfRefused as refused:
         return _page(school, status=400, errors={"ctf_file": f"The file was refused: {refused.reason}"})
-    parsed = ctf.parse(data)
     session = db.session()
     try:
-        run = services.run_import(
-            session,
-            school,
-            connector="ctf",
-            source=upload.filename,
-            work=lambda: services.import_ctf(session, school, parsed),
-            user_id=_user_id(),
-        )
+        run = _import_file(school, connector="ctf", source=upload.filename, data=data)
     except services.SyncInProgress as busy:
         return _page(school, status=409, errors={"ctf_file": str(busy)})
+    if run.status == RunStatus.FAILED:
+        files.keep(session, run, upload.filename, data)
+        session.commit()
     return redirect(url_for("integrations.index", run=run.id), code=303)
+
+
+def _import_file(school: Organisation, *, connector: str, source: str, data: bytes) -> SyncRun:
+    """Import a file's bytes as one run, and return the run, succeeded or failed.
+
+    The run's failure is recorded on it (``services.run_import``) and logged here; the caller
+    keeps the file of a failed run so the import can be retried.
+    """
+    session = db.session()
+    started: list[int] = []
+
+    def work() -> services.Outcome:
+        running = connectors.running_run(session, school.id)  # this run: the school's lock is held
+        if running is not None:
+            started.append(running.id)
+        return FILE_IMPORTS[connector](session, school, data)
+
+    try:
+        return services.run_import(
+            session, school, connector=connector, source=source, work=work, user_id=_user_id()
+        )
+    except Exception:
+        if not started:
+            raise
+        current_app.logger.exception("%s import %r failed (run %s)", connector, source, started[0])
+    return session.get_one(SyncRun, started[0])
 
 
 def _user_id() -> int | None:
@@ -133,9 +166,11 @@ def retry_run(sync_run_id: int) -> Any:
         reason = (
             "Only a failed sync can be retried"
             if run.status != RunStatus.FAILED
-            else "A file import is retried by uploading the file again"
+            else "This import kept no file to retry: upload the file again"
         )
         return _page(school, status=409, errors={"sync": reason})
+    if run.connector in FILE_IMPORTS:
+        return _retry_file(school, run)
     try:
         connectors.request_sync(session, school, user_id=_user_id(), retry_of=run.id)
     except connectors.NotConnected as missing:
@@ -144,6 +179,29 @@ def retry_run(sync_run_id: int) -> Any:
         return _page(school, status=409, errors={"sync": str(busy)})
     flash(f"Retrying run {run.id}: the new run is listed below when it has finished.", "success")
     return redirect(url_for("integrations.index"), code=303)
+
+
+def _retry_file(school: Organisation, run: SyncRun) -> Any:
+    """Import a failed run's kept file again, as a new run whose source names the run it retries."""
+    session = db.session()
+    kept = files.kept_for(session, run)
+    if kept is None:
+        abort(404)
+    data, filename = kept.content, kept.filename
+    try:
+        again = _import_file(
+            school, connector=run.connector, source=f"retry of run {run.id}: {filename}", data=data
+        )
+    except services.SyncInProgress as busy:
+        return _page(school, status=409, errors={"sync": str(busy)})
+    if again.status == RunStatus.FAILED:
+        files.move(session, kept, again)
+        flash(f"Retrying run {run.id} failed again: {filename} is kept for another retry.", "info")
+    else:
+        files.discard(session, kept)
+        flash(f"Run {run.id} retried: {filename} imported as run {again.id}.", "success")
+    session.commit()
+    return redirect(url_for("integrations.index", run=again.id), code=303)
 
 
 def _settings_form(settings: Any) -> dict[str, Any]:
