@@ -249,30 +249,14 @@ def upsert_pupils(session: Session, org_id: int, records: Sequence[PupilRecord])
         raise BatchRejected("pupil batch", errors, len(records))
 
     session.flush()
-    stored = {
-        row.id: {n: getattr(row, n) for n in _PUPIL_FIELDS}
-        for row in session.execute(
-            select(Pupil.id, *(getattr(Pupil, n) for n in _PUPIL_FIELDS))
-            .where(Pupil.org_id == org_id)
-            .order_by(Pupil.id)
-        )
-    }
-    stored_enrolments: _Children = {}
-    for e in session.execute(
-        select(
-            Enrolment.id,
-            Enrolment.pupil_id,
-            Enrolment.start_date,
-            Enrolment.leave_date,
-            Enrolment.registration_type,
-        ).where(Enrolment.org_id == org_id)
-    ):
-        stored_enrolments.setdefault(e.pupil_id, {})[e.start_date] = (
-            e.id,
-            _enrolment_row(
-                e.pupil_id, e.start_date, e.leave_date, RegistrationType(e.registration_type).value
-            ),
-        )
+    stored = _stored_rows(session, Pupil, org_id, _PUPIL_FIELDS)
+    stored_enrolments = _by_parent(
+        _stored_rows(
+            session, Enrolment, org_id, ("pupil_id", "start_date", "leave_date", "registration_type")
+        ),
+        "pupil_id",
+        "start_date",
+    )
     by_upn: dict[str, int | str] = {values["upn"]: pupil_id for pupil_id, values in stored.items()}
     by_ext: dict[tuple[Any, Any], int | str] = {
         (v["source"], v["external_id"]): pupil_id for pupil_id, v in stored.items() if v["external_id"]
@@ -333,11 +317,29 @@ def upsert_pupils(session: Session, org_id: int, records: Sequence[PupilRecord])
     return counts
 
 
+_Children = dict[int, dict[Any, tuple[int, dict[str, Any]]]]  # parent id -> child key -> (id, row)
+
+
+def _stored_rows(
+    session: Session,
+    model: type[Pupil | Enrolment | Contact | PupilContact],
+    org_id: int,
+    fields: Sequence[str],
+) -> dict[int, dict[str, Any]]:
+    """The school's rows of a table, in one query: id -> the named columns."""
+    query = select(model.id, *(getattr(model, n) for n in fields)).where(model.org_id == org_id)
+    return {row.id: {n: getattr(row, n) for n in fields} for row in session.execute(query.order_by(model.id))}
+
+
+def _by_parent(rows: dict[int, dict[str, Any]], parent: str, key: str) -> _Children:
+    children: _Children = {}
+    for row_id, row in rows.items():
+        children.setdefault(row[parent], {})[row[key]] = (row_id, row)
+    return children
+
+
 def _enrolment_row(pupil_id: Any, start: dt.date, leave: dt.date | None, kind: str) -> dict[str, Any]:
     return {"pupil_id": pupil_id, "start_date": start, "leave_date": leave, "registration_type": kind}
-
-
-_Children = dict[int, dict[Any, tuple[int, dict[str, Any]]]]  # parent id -> child key -> (id, row)
 
 
 def _child_writes(stored: _Children, wanted: dict[Any, dict[Any, dict[str, Any]]]) -> dict[str, Any]:
@@ -631,31 +633,12 @@ def upsert_contacts(session: Session, org_id: int, records: Sequence[ContactReco
     if errors:
         raise BatchRejected("contact batch", errors, len(records))
 
-    stored = {
-        row.id: {n: getattr(row, n) for n in _CONTACT_FIELDS}
-        for row in session.execute(
-            select(Contact.id, *(getattr(Contact, n) for n in _CONTACT_FIELDS))
-            .where(Contact.org_id == org_id)
-            .order_by(Contact.id)
-        )
-    }
-    stored_links: _Children = {}
-    for row in session.execute(
-        select(
-            PupilContact.id,
-            PupilContact.contact_id,
-            PupilContact.pupil_id,
-            *(getattr(PupilContact, n) for n in _LINK_FIELDS),
-        ).where(PupilContact.org_id == org_id)
-    ):
-        stored_links.setdefault(row.contact_id, {})[row.pupil_id] = (
-            row.id,
-            {
-                "pupil_id": row.pupil_id,
-                "contact_id": row.contact_id,
-                **{n: getattr(row, n) for n in _LINK_FIELDS},
-            },
-        )
+    stored = _stored_rows(session, Contact, org_id, _CONTACT_FIELDS)
+    stored_links = _by_parent(
+        _stored_rows(session, PupilContact, org_id, ("pupil_id", "contact_id", *_LINK_FIELDS)),
+        "contact_id",
+        "pupil_id",
+    )
     # What each contact and its links are after the batch: stored ones by id, new ones by number.
     contacts: dict[int, dict[str, Any]] = {contact_id: dict(v) for contact_id, v in stored.items()}
     links = {
