@@ -166,7 +166,7 @@ def retry_run(sync_run_id: int) -> Any:
         reason = (
             "Only a failed sync can be retried"
             if run.status != RunStatus.FAILED
-            else "This import kept no file to retry: upload the file again"
+            else "A file import is retried by uploading the file again"
         )
         return _page(school, status=409, errors={"sync": reason})
     if run.connector in FILE_IMPORTS:
