@@ -9,6 +9,7 @@ from it is stored. Functions flush, never commit.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import json
@@ -129,8 +130,12 @@ class UpnError(ValueError):
     pass
 
 
+@functools.lru_cache(maxsize=65536)
 def check_upn(value: str) -> tuple[str, bool]:
-    """Return the compact UPN and whether it is temporary; raise :class:`UpnError` if malformed."""
+    """Return the compact UPN and whether it is temporary; raise :class:`UpnError` if malformed.
+
+    Cached: an import checks each pupil's UPN several times (the file, the pupil, each contact
+    link and mark span), and the answer depends on the string alone."""
     number = stdnum_upn.compact(value or "")
     try:
         stdnum_upn.validate(number)

@@ -184,9 +184,8 @@ def import_ctf(*, path: Path, school_urn: str | None, dry_run: bool, fmt: str, m
     if data is None:
         _emit_report({"pupils": [], "errors": [p.as_dict() for p in problems]}, fmt)
         return
-    parsed = ctf.parse(data)
     if dry_run:
-        _emit_report(ctf_report(parsed), fmt)
+        _emit_report(ctf_report(ctf.parse(data)), fmt)
         return
     from attendwise.integrations import services
 
@@ -196,7 +195,7 @@ def import_ctf(*, path: Path, school_urn: str | None, dry_run: bool, fmt: str, m
         "ctf",
         path.name,
         fmt,
-        lambda session, school: services.import_ctf(session, school, parsed),
+        lambda session, school: services.import_ctf_bytes(session, school, data),
     )
 
 

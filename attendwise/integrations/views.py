@@ -22,7 +22,7 @@ bp = Blueprint("integrations", __name__, template_folder="templates")
 RECENT_RUNS = 25
 
 FILE_IMPORTS: dict[str, Callable[[Session, Organisation, bytes], services.Outcome]] = {
-    "ctf": lambda session, school, data: services.import_ctf(session, school, ctf.parse(data)),
+    "ctf": services.import_ctf_bytes,
 }
 """The file imports this page runs, by connector name: each parses and imports a file's bytes."""
 

@@ -261,6 +261,44 @@ def test_a_file_identical_to_the_last_import_is_not_read_again_and_changes_nothi
     assert stored_marks(db_session, school) == {p.upn: p.marks() for p in made}
 
 
+def run_bytes(session: Session, school: Organisation, data: bytes) -> SyncRun:
+    return services.run_import(
+        session,
+        school,
+        connector="ctf",
+        source="test.xml",
+        work=lambda: services.import_ctf_bytes(session, school, data),
+    )
+
+
+def test_the_same_file_again_is_not_even_parsed_until_the_schools_pupils_change(
+    db_session: Session, school: Organisation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = pupils(4, seed=21)
+    data = gen.to_bytes(gen.build(made))
+    first = run_bytes(db_session, school, data)
+    parsed = ctf.parse
+
+    def refuse(_data: bytes, **_kwargs: object) -> ctf.CtfFile:
+        raise AssertionError("the identical file was parsed")
+
+    monkeypatch.setattr(ctf, "parse", refuse)
+    again = run_bytes(db_session, school, data)
+    assert again.status == RunStatus.SUCCEEDED
+    assert (again.detail["same_as_run"], again.detail["same_bytes"]) == (first.id, True)
+    assert (again.created, again.updated, again.unchanged) == (0, 0, first.created)
+
+    # A pupil removed by another route since: the same bytes are read, and the pupil comes back.
+    monkeypatch.setattr(ctf, "parse", parsed)
+    with tenancy.tenant_context(school.id):
+        db_session.delete(db_session.scalars(select(Pupil).where(Pupil.upn == made[0].upn)).one())
+        db_session.commit()
+    third = run_bytes(db_session, school, data)
+    assert "same_bytes" not in third.detail
+    assert third.detail["pupils"] == {"created": 1, "updated": 0, "unchanged": 3}
+    assert stored_marks(db_session, school) == {p.upn: p.marks() for p in made}
+
+
 def test_a_file_with_a_problem_is_read_and_reported_every_time(
     db_session: Session, school: Organisation
 ) -> None:
