@@ -101,31 +101,41 @@ def test_an_emailed_letter_arrives_once_with_the_pdf_attached(
         assert len(smtp_server.messages) == 1
 
 
-def test_a_worker_that_dies_mid_send_never_causes_a_second_email(
-    db_session: Session, letter_school: LetterSchool, smtp_server: Received, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _worker_dies_mid_send(
+    db_session: Session, letter_school: LetterSchool, monkeypatch: pytest.MonkeyPatch
+) -> int:
+    """Queue an email whose worker is killed while handing it to the mail server; its id."""
     school = letter_school.school
 
     def die(*args: object, **kwargs: object) -> str:
         raise SystemExit("worker killed while talking to the mail server")
 
-    with tenancy.tenant_context(school.id):
-        with monkeypatch.context() as patch:
-            patch.setattr(services, "send_email", die)
-            services.queue_letter(
-                db_session,
-                school.id,
-                letter_school.pupil.id,
-                "dothill-sal2",
-                None,
-                [letter_school.mother_id],
-                channel="email",
-                on=ON,
-            )
-            with pytest.raises(SystemExit):
-                db_session.commit()
+    with tenancy.tenant_context(school.id), monkeypatch.context() as patch:
+        patch.setattr(services, "send_email", die)
+        services.queue_letter(
+            db_session,
+            school.id,
+            letter_school.pupil.id,
+            "dothill-sal2",
+            None,
+            [letter_school.mother_id],
+            channel="email",
+            on=ON,
+        )
+        with pytest.raises(SystemExit):
+            db_session.commit()
         letter_id = db_session.scalar(select(Letter.id).where(Letter.template_key == "dothill-sal2"))
-        assert letter_id is not None
+    assert letter_id is not None
+    return letter_id
+
+
+def test_a_worker_that_dies_mid_send_never_causes_a_second_email(
+    db_session: Session, letter_school: LetterSchool, smtp_server: Received, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    school = letter_school.school
+
+    letter_id = _worker_dies_mid_send(db_session, letter_school, monkeypatch)
+    with tenancy.tenant_context(school.id):
         letter = _letter(db_session, letter_id)
         assert letter.status == LetterStatus.SENDING  # the claim was committed before the send
         # The job runs again (RQ re-queued it): the claim is taken, nothing is sent.
@@ -162,25 +172,8 @@ def test_an_uncertain_email_found_in_the_mail_log_is_recorded_as_delivered_witho
         hooks, "_subscribers", [*hooks._subscribers, lambda _s, event: delivered.append(event.letter_id)]
     )
 
-    def die(*args: object, **kwargs: object) -> str:
-        raise SystemExit("worker killed while talking to the mail server")
-
+    letter_id = _worker_dies_mid_send(db_session, letter_school, monkeypatch)
     with tenancy.tenant_context(school.id):
-        with monkeypatch.context() as patch:
-            patch.setattr(services, "send_email", die)
-            services.queue_letter(
-                db_session,
-                school.id,
-                letter_school.pupil.id,
-                "dothill-sal2",
-                None,
-                [letter_school.mother_id],
-                channel="email",
-                on=ON,
-            )
-            with pytest.raises(SystemExit):
-                db_session.commit()
-        letter_id = db_session.scalar(select(Letter.id).where(Letter.template_key == "dothill-sal2"))
         jobs.sweep_school((utcnow() + dt.timedelta(minutes=20)).isoformat())
         db_session.commit()
     login(make_user(school, "attendance_officer"))
