@@ -42,13 +42,17 @@ def pupils(count: int, seed: int = 1) -> list[gen.GenPupil]:
 
 
 def run(session: Session, school: Organisation, made: list[gen.GenPupil]) -> SyncRun:
-    parsed = ctf.parse(gen.to_bytes(gen.build(made)))
+    return run_bytes(session, school, gen.to_bytes(gen.build(made)))
+
+
+def run_bytes(session: Session, school: Organisation, data: bytes) -> SyncRun:
+    """Import a file as the upload page and the command do."""
     return services.run_import(
         session,
         school,
         connector="ctf",
         source="test.xml",
-        work=lambda: services.import_ctf(session, school, parsed),
+        work=lambda: services.import_ctf_bytes(session, school, data),
     )
 
 
@@ -259,16 +263,6 @@ def test_a_file_identical_to_the_last_import_is_not_read_again_and_changes_nothi
         "unchanged": first.detail["marks"]["created"],
     }
     assert stored_marks(db_session, school) == {p.upn: p.marks() for p in made}
-
-
-def run_bytes(session: Session, school: Organisation, data: bytes) -> SyncRun:
-    return services.run_import(
-        session,
-        school,
-        connector="ctf",
-        source="test.xml",
-        work=lambda: services.import_ctf_bytes(session, school, data),
-    )
 
 
 def test_the_same_file_again_is_not_even_parsed_until_the_schools_pupils_change(
