@@ -655,6 +655,7 @@ def upsert_contacts(session: Session, org_id: int, records: Sequence[ContactReco
         _contact_identity(v["forename"], v["surname"], v["postcode"]): c for c, v in stored.items()
     }
     new: list[int] = []
+    seen: set[int] = set()
     touched_pupils: set[int] = set()
     counts = Counts()
     for rec in records:
@@ -703,6 +704,9 @@ def upsert_contacts(session: Session, org_id: int, records: Sequence[ContactReco
             }
             for link in rec.links
         }
+        if key in seen:  # the same person again in this batch (e.g. once per child): add the links
+            wanted = {**current, **wanted}
+        seen.add(key)
         gone = set(current) - set(wanted)
         touched_pupils |= gone
         changed |= bool(gone) or any(current.get(p) != v for p, v in wanted.items())

@@ -125,6 +125,19 @@ def test_contacts_link_to_pupils_and_are_matched_on_name_and_postcode(db_session
     assert linked == [make_upn(1)]
 
 
+def test_one_person_twice_in_a_batch_keeps_the_links_of_both_records(db_session, make_school):
+    school = make_school()
+    with tenancy.tenant_context(school.id):
+        services.upsert_pupils(db_session, school.id, [pupil(1), pupil(2)])
+        counts = services.upsert_contacts(
+            db_session, school.id, [_mother(make_upn(1)), _mother(make_upn(2), phones=())]
+        )
+        contacts = db_session.scalars(select(Contact)).all()
+        linked = sorted(link.pupil.upn for link in db_session.scalars(select(PupilContact)))
+    assert (counts.created, len(contacts)) == (1, 1)
+    assert linked == sorted([make_upn(1), make_upn(2)])
+
+
 def test_namesakes_the_mis_tells_apart_stay_two_contacts(db_session, make_school):
     school = make_school()
     with tenancy.tenant_context(school.id):
