@@ -48,7 +48,9 @@ from tests.conftest import (
 )
 
 WAIT = 20.0
-pytestmark = pytest.mark.skipif(not USE_POSTGRES, reason="the per-school chain lock exists only on PostgreSQL")
+pytestmark = pytest.mark.skipif(
+    not USE_POSTGRES, reason="the per-school chain lock exists only on PostgreSQL"
+)
 
 
 @pytest.fixture
