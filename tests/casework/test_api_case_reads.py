@@ -13,12 +13,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from attendwise.casework import services
-from attendwise.casework.models import Case, ContactChannel, ContactOutcome, TimelineEntry
+from attendwise.casework.models import ContactChannel, ContactOutcome, TimelineEntry
 from attendwise.platform import tenancy
 from attendwise.platform.audit import AuditEvent
 from attendwise.tenants.models import Organisation, User
 from tests.casework.conftest import CaseWithParents
-from tests.casework.test_household import TODAY, add_child_of_jane
+from tests.casework.test_household import TODAY, add_brother_with_a_case, add_child_of_jane
 
 
 def _audit(session: Session, org_id: int, action: str) -> list[AuditEvent]:
@@ -49,19 +49,7 @@ def test_the_household_over_the_api_shows_what_the_page_shows_and_is_audited(
     same_la = make_school(la=la, name="Hadley Learning Community")
     with tenancy.tenant_context(school.id):
         upn = case.pupil.upn
-    brother = add_child_of_jane(db_session, school, "Robin", "Brother", 1, also=upn)
-    with tenancy.tenant_context(school.id):
-        brothers_case = Case(
-            pupil_id=brother.id,
-            stage=2,
-            stage_name="Stage 2 meeting",
-            stage_entered_on=TODAY,
-            ladder_entered_on=TODAY,
-            opened_on=TODAY,
-        )
-        db_session.add(brothers_case)
-        db_session.flush()
-        brothers_case_id, brother_id = brothers_case.id, brother.id
+    brother_id, brothers_case_id = add_brother_with_a_case(db_session, school, upn)
     add_child_of_jane(db_session, same_la, "Zebedee", "Secretname", 2)
     add_child_of_jane(db_session, make_school(name="Faraway Academy"), "Farfetched", "Otherla", 3)
     db_session.commit()

@@ -69,6 +69,23 @@ def add_child_of_jane(
     return pupil
 
 
+def add_brother_with_a_case(db_session: Session, school: Organisation, upn: str) -> tuple[int, int]:
+    """Robin, a brother of the case's pupil at the same school, with an open stage 2 case: ids."""
+    brother = add_child_of_jane(db_session, school, "Robin", "Brother", 1, also=upn)
+    with tenancy.tenant_context(school.id):
+        case = Case(
+            pupil_id=brother.id,
+            stage=2,
+            stage_name="Stage 2 meeting",
+            stage_entered_on=TODAY,
+            ladder_entered_on=TODAY,
+            opened_on=TODAY,
+        )
+        db_session.add(case)
+        db_session.flush()
+        return brother.id, case.id
+
+
 def test_the_household_groups_siblings_cases_and_shows_other_schools_only_as_headlines(
     client: FlaskClient,
     db_session: Session,
@@ -87,19 +104,7 @@ def test_the_household_groups_siblings_cases_and_shows_other_schools_only_as_hea
     other_la = make_school(name="Faraway Academy")
     with tenancy.tenant_context(school.id):
         upn = case.pupil.upn
-    brother = add_child_of_jane(db_session, school, "Robin", "Brother", 1, also=upn)
-    with tenancy.tenant_context(school.id):
-        brothers_case = Case(
-            pupil_id=brother.id,
-            stage=2,
-            stage_name="Stage 2 meeting",
-            stage_entered_on=TODAY,
-            ladder_entered_on=TODAY,
-            opened_on=TODAY,
-        )
-        db_session.add(brothers_case)
-        db_session.flush()
-        brothers_case_id, brother_id = brothers_case.id, brother.id
+    brother_id, brothers_case_id = add_brother_with_a_case(db_session, school, upn)
     elsewhere = add_child_of_jane(db_session, same_la, "Zebedee", "Secretname", 2)
     elsewhere_id = elsewhere.id
     add_child_of_jane(db_session, other_la, "Farfetched", "Otherla", 3)
