@@ -44,7 +44,6 @@ import datetime as dt
 import hashlib
 import os
 import re
-import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -324,44 +323,49 @@ def _path_name(el: Element | None) -> str:
     return _name(el) if el is not None else ""
 
 
-_CHILDREN: weakref.WeakKeyDictionary[Element, dict[str, list[Element]]] = weakref.WeakKeyDictionary()
-
-
-def _children(el: Element | None, name: str) -> list[Element]:
-    """``el``'s children named ``name`` (any case); each element's children are indexed once."""
-    if el is None:
-        return []
-    index = _CHILDREN.get(el)
-    if index is None:
-        index = {}
-        for child in el:
-            index.setdefault(_name(child).lower(), []).append(child)
-        _CHILDREN[el] = index
-    return index.get(name.lower(), [])
-
-
-def _child(el: Element | None, *names: str) -> Element | None:
-    for name in names:
-        found = _children(el, name)
-        if found:
-            return found[0]
-    return None
-
-
-def _text(el: Element | None, *names: str) -> str | None:
-    node = _child(el, *names) if names else el
-    if node is None or node.text is None:
-        return None
-    value = node.text.strip()
-    return value or None
-
-
 class _Reader:
     """Walks one file, collecting problems with their element paths."""
 
     def __init__(self, validate_upn: Callable[[str], tuple[str, bool]]):
         self.validate_upn = validate_upn
         self.problems: list[Problem] = []
+        self._index: dict[Element, dict[str, list[Element]]] = {}
+        self._folded: dict[str, str] = {}
+
+    # -- finding elements: each element's children are indexed by folded name once, when first
+    # asked for, so reading a field is a dictionary lookup whatever the file's letter case --
+
+    def _index_of(self, el: Element) -> dict[str, list[Element]]:
+        index = self._index.get(el)
+        if index is None:
+            index = self._index[el] = {}
+            folded = self._folded
+            for child in el:
+                tag = child.tag
+                key = folded.get(tag) if isinstance(tag, str) else ""
+                if key is None:
+                    key = folded[tag] = tag.rsplit("}", 1)[-1].lower()
+                index.setdefault(key, []).append(child)
+        return index
+
+    def _children(self, el: Element | None, name: str) -> list[Element]:
+        """``el``'s children named ``name`` (any case, any namespace)."""
+        return [] if el is None else self._index_of(el).get(name.lower(), [])
+
+    def _child(self, el: Element | None, *names: str) -> Element | None:
+        if el is not None:
+            index = self._index_of(el)
+            for name in names:
+                found = index.get(name.lower())
+                if found:
+                    return found[0]
+        return None
+
+    def _text(self, el: Element | None, *names: str) -> str | None:
+        node = self._child(el, *names) if names else el
+        if node is None or node.text is None:
+            return None
+        return node.text.strip() or None
 
     def report(self, location: str, reason: str) -> None:
         self.problems.append(Problem(location, reason))
@@ -369,8 +373,8 @@ class _Reader:
     # -- scalar conversions (return None and report on bad input) --
 
     def date(self, el: Element | None, name: str, path: str, *, required: bool = False) -> dt.date | None:
-        raw = _text(el, name)
-        node = _child(el, name)
+        raw = self._text(el, name)
+        node = self._child(el, name)
         where = f"{path}/{_name(node) if node is not None else name}"
         if raw is None:
             if required:
@@ -383,11 +387,11 @@ class _Reader:
             return None
 
     def integer(self, el: Element | None, name: str, path: str) -> int | None:
-        raw = _text(el, name)
+        raw = self._text(el, name)
         if raw is None:
             return None
         if not raw.isdigit():
-            node = _child(el, name)
+            node = self._child(el, name)
             self.report(
                 f"{path}/{_name(node) if node is not None else name}", f"{raw!r} is not a whole number"
             )
@@ -395,7 +399,7 @@ class _Reader:
         return int(raw)
 
     def boolean(self, el: Element | None, name: str, path: str) -> bool | None:
-        raw = _text(el, name)
+        raw = self._text(el, name)
         if raw is None:
             return None
         value = raw.lower()
@@ -403,20 +407,20 @@ class _Reader:
             return True
         if value in ("false", "0", "no", "n"):
             return False
-        node = _child(el, name)
+        node = self._child(el, name)
         self.report(f"{path}/{_name(node) if node is not None else name}", f"{raw!r} is not true or false")
         return None
 
     # -- the file --
 
     def header(self, root: Element, root_path: str) -> Header | None:
-        head = _child(root, "Header")
+        head = self._child(root, "Header")
         path = f"{root_path}/{_name(head) if head is not None else 'Header'}"
         if head is None:
             self.report(path, "the file has no Header")
             return None
-        version = _text(head, "CTFversion")
-        version_node = _child(head, "CTFversion")
+        version = self._text(head, "CTFversion")
+        version_node = self._child(head, "CTFversion")
         version_path = f"{path}/{_name(version_node) if version_node is not None else 'CTFversion'}"
         if version is None:
             self.report(version_path, "CTFversion is missing")
@@ -429,37 +433,39 @@ class _Reader:
                 f"{' and '.join(SUPPORTED_VERSIONS)}",
             )
             return None
-        stamp = _text(head, "DateTime")
+        stamp = self._text(head, "DateTime")
         when = None
         if stamp is not None:
             try:
                 when = dt.datetime.fromisoformat(stamp)
             except ValueError:
                 self.report(f"{path}/DateTime", f"{stamp!r} is not a date and time (yyyy-MM-ddTHH:mm:ss)")
-        source = _child(head, "SourceSchool")
-        dest = _child(head, "DestSchool")
+        source = self._child(head, "SourceSchool")
+        dest = self._child(head, "DestSchool")
         return Header(
-            document_name=_text(head, "DocumentName"),
+            document_name=self._text(head, "DocumentName"),
             version=version,
             date_time=when,
-            qualifier=_text(head, "DocumentQualifier"),
+            qualifier=self._text(head, "DocumentQualifier"),
             source=SchoolRef(
-                lea=_text(source, "LEA"),
-                estab=_text(source, "Estab"),
-                name=_text(source, "SchoolName"),
-                academic_year=_text(source, "AcademicYear"),
+                lea=self._text(source, "LEA"),
+                estab=self._text(source, "Estab"),
+                name=self._text(source, "SchoolName"),
+                academic_year=self._text(source, "AcademicYear"),
             ),
             destination=(
-                SchoolRef(lea=_text(dest, "LEA"), estab=_text(dest, "Estab")) if dest is not None else None
+                SchoolRef(lea=self._text(dest, "LEA"), estab=self._text(dest, "Estab"))
+                if dest is not None
+                else None
             ),
         )
 
     def pupils(self, root: Element, root_path: str) -> Iterator[Pupil]:
-        data = _child(root, "CTFpupilData")
+        data = self._child(root, "CTFpupilData")
         if data is None:
             return
         data_path = f"{root_path}/{_name(data)}"
-        for index, el in enumerate(_children(data, "Pupil"), start=1):
+        for index, el in enumerate(self._children(data, "Pupil"), start=1):
             pupil = self.pupil(el, f"{data_path}/{_name(el)}[{index}]")
             if pupil is not None:
                 yield pupil
@@ -469,15 +475,15 @@ class _Reader:
         upn = self.upn(el, path)
         names = {}
         for name in ("Surname", "Forename"):
-            value = _text(el, name)
+            value = self._text(el, name)
             if value is None:
                 self.report(f"{path}/{name}", f"the pupil's {name} is missing")
             names[name] = value
         dob = self.date(el, "DOB", path, required=True)
         sex = self.sex(el, path)
-        basic = _child(el, "BasicDetails")
+        basic = self._child(el, "BasicDetails")
         nc_year = self.nc_year(basic, path)
-        looked_after = _child(el, "LookedAfter")
+        looked_after = self._child(el, "LookedAfter")
         years = self.attendance(el, path)
         fatal = len(self.problems) > before
         contacts = self.contacts(el, path)
@@ -494,16 +500,16 @@ class _Reader:
             forename=names["Forename"] or "",
             date_of_birth=dob,
             sex=sex,
-            preferred_surname=_text(basic, "PreferredSurname"),
-            preferred_forename=_text(basic, "PreferredForename"),
-            middle_names=_text(basic, "MiddleNames"),
-            former_upn=_text(basic, "FormerUPN"),
+            preferred_surname=self._text(basic, "PreferredSurname"),
+            preferred_forename=self._text(basic, "PreferredForename"),
+            middle_names=self._text(basic, "MiddleNames"),
+            former_upn=self._text(basic, "FormerUPN"),
             nc_year=nc_year,
-            ethnicity=_text(basic, "Ethnicity"),
+            ethnicity=self._text(basic, "Ethnicity"),
             first_language=first_language,
             eal=None if first_language is None else first_language not in NOT_EAL,
             looked_after=self.boolean(looked_after, "InCare", f"{path}/LookedAfter"),
-            care_authority=_text(looked_after, "CareAuthority"),
+            care_authority=self._text(looked_after, "CareAuthority"),
             fsm=fsm,
             sen=sen,
             address=self.address(el),
@@ -513,9 +519,9 @@ class _Reader:
         )
 
     def upn(self, el: Element, path: str) -> tuple[str, bool] | None:
-        node = _child(el, "UPN")
+        node = self._child(el, "UPN")
         where = f"{path}/{_name(node) if node is not None else 'UPN'}"
-        raw = _text(node)
+        raw = self._text(node)
         if raw is None:
             self.report(where, "the pupil's UPN is missing")
             return None
@@ -526,9 +532,9 @@ class _Reader:
         return None
 
     def nc_year(self, basic: Element | None, path: str) -> str | None:
-        node = _child(basic, "NCyearActual")
+        node = self._child(basic, "NCyearActual")
         where = f"{path}/{_path_name(basic) or 'BasicDetails'}/{_path_name(node) or 'NCyearActual'}"
-        raw = _text(node)
+        raw = self._text(node)
         if raw is None:
             self.report(where, "the pupil's NCyearActual (year group) is missing")
             return None
@@ -539,9 +545,9 @@ class _Reader:
         return value
 
     def sex(self, el: Element, path: str) -> str | None:
-        node = _child(el, "Sex", "Gender")
+        node = self._child(el, "Sex", "Gender")
         where = f"{path}/{_name(node) if node is not None else 'Sex'}"
-        raw = _text(node)
+        raw = self._text(node)
         if raw is None:
             self.report(where, "the pupil's Sex (or Gender, before CTF 25) is missing")
             return None
@@ -551,17 +557,17 @@ class _Reader:
         return raw.upper()
 
     def first_language(self, basic: Element | None) -> str | None:
-        languages = _child(basic, "Languages")
-        for entry in _children(languages, "Type"):
-            if (_text(entry, "LanguageType") or "").upper() == "F":
-                code = _text(entry, "Language")
+        languages = self._child(basic, "Languages")
+        for entry in self._children(languages, "Type"):
+            if (self._text(entry, "LanguageType") or "").upper() == "F":
+                code = self._text(entry, "Language")
                 return code.upper() if code else None
         return None
 
     def fsm(self, el: Element, path: str) -> tuple[FsmSpell, ...]:
-        history = _child(el, "FSMhistory")
+        history = self._child(el, "FSMhistory")
         spells = []
-        for index, spell in enumerate(_children(history, "FSMinstance"), start=1):
+        for index, spell in enumerate(self._children(history, "FSMinstance"), start=1):
             spell_path = f"{path}/{_path_name(history)}/{_name(spell)}[{index}]"
             start = self.date(spell, "FSMstartDate", spell_path, required=True)
             end = self.date(spell, "FSMendDate", spell_path)
@@ -570,11 +576,11 @@ class _Reader:
         return tuple(spells)
 
     def sen(self, el: Element, path: str) -> tuple[SenSpell, ...]:
-        history = _child(el, "SENhistory")
+        history = self._child(el, "SENhistory")
         spells = []
-        for index, spell in enumerate(_children(history, "SEN"), start=1):
+        for index, spell in enumerate(self._children(history, "SEN"), start=1):
             spell_path = f"{path}/{_path_name(history)}/{_name(spell)}[{index}]"
-            provision = _text(spell, "SENprovision")
+            provision = self._text(spell, "SENprovision")
             if provision is None:
                 self.report(f"{spell_path}/SENprovision", "SENprovision is missing")
                 continue
@@ -584,7 +590,7 @@ class _Reader:
         return tuple(spells)
 
     def address(self, el: Element | None) -> Address | None:
-        node = _child(el, "Address")
+        node = self._child(el, "Address")
         if node is None:
             return None
         postcode = None
@@ -610,19 +616,19 @@ class _Reader:
 
     def phones(self, el: Element | None) -> tuple[Phone, ...]:
         found = []
-        for phone in _children(_child(el, "Phones"), "Phone"):
-            number = _text(phone, "PhoneNo")
+        for phone in self._children(self._child(el, "Phones"), "Phone"):
+            number = self._text(phone, "PhoneNo")
             if number:
-                found.append(Phone(kind=_text(phone, "TelephoneType"), number=number))
+                found.append(Phone(kind=self._text(phone, "TelephoneType"), number=number))
         return tuple(found)
 
     def contacts(self, el: Element, path: str) -> tuple[Contact, ...]:
-        container = _child(el, "Contacts")
+        container = self._child(el, "Contacts")
         found = []
-        for index, node in enumerate(_children(container, "Contact"), start=1):
+        for index, node in enumerate(self._children(container, "Contact"), start=1):
             where = f"{path}/{_path_name(container)}/{_name(node)}[{index}]"
-            surname = _text(node, "Surname")
-            forename = _text(node, "Forename")
+            surname = self._text(node, "Surname")
+            forename = self._text(node, "Forename")
             if surname is None and forename is None:
                 self.report(
                     where, "the contact has no name (neither Surname nor Forename); it was not imported"
@@ -639,25 +645,25 @@ class _Reader:
             found.append(
                 Contact(
                     order=order,
-                    title=_text(node, "Title"),
+                    title=self._text(node, "Title"),
                     surname=surname,
                     forename=forename,
-                    relationship=_text(node, "Relationship"),
+                    relationship=self._text(node, "Relationship"),
                     parental_responsibility=bool(self.boolean(node, "Responsibility", where)),
                     address=self.address(node),
                     address_as_pupil=bool(self.boolean(node, "AddressAsPupil", where)),
                     phones=self.phones(node),
-                    email=_text(node, "Email"),
+                    email=self._text(node, "Email"),
                     location=where,
                 )
             )
         return tuple(found)
 
     def attendance(self, el: Element, path: str) -> tuple[YearData, ...]:
-        container = _child(el, "Attendance")
+        container = self._child(el, "Attendance")
         years = tuple(
             self.year_data(node, f"{path}/{_path_name(container)}/{_name(node)}[{index}]")
-            for index, node in enumerate(_children(container, "YearData"), start=1)
+            for index, node in enumerate(self._children(container, "YearData"), start=1)
         )
         if sum(1 for year in years if year.codes) > 1:
             self.clashes(years)
@@ -695,24 +701,24 @@ class _Reader:
             authorised=self.integer(node, "SessionsAuthorised", where),
             unauthorised=self.integer(node, "SessionsUnauthorised", where),
         )
-        sessions = _child(node, "AttendSessions")
+        sessions = self._child(node, "AttendSessions")
         start = None
         codes = b""
         if sessions is not None:
             sessions_path = f"{where}/{_name(sessions)}"
             start = self.date(sessions, "AttendanceStartDate", sessions_path, required=True)
-            raw = _text(sessions, "AttendanceMarks") or ""
-            marks_node = _child(sessions, "AttendanceMarks")
+            raw = self._text(sessions, "AttendanceMarks") or ""
+            marks_node = self._child(sessions, "AttendanceMarks")
             marks_path = (
                 f"{sessions_path}/{_name(marks_node) if marks_node is not None else 'AttendanceMarks'}"
             )
             if start is not None:
                 codes = self.marks(raw, start, marks_path)
         return YearData(
-            year=_text(node, "Year"),
-            lea=_text(node, "LEA"),
-            estab=_text(node, "Estab"),
-            school_name=_text(node, "SchoolName"),
+            year=self._text(node, "Year"),
+            lea=self._text(node, "LEA"),
+            estab=self._text(node, "Estab"),
+            school_name=self._text(node, "SchoolName"),
             totals=totals,
             start_date=start,
             codes=codes,
@@ -853,21 +859,62 @@ def parse(data: bytes, *, validate_upn: Callable[[str], tuple[str, bool]] = chec
     def read() -> tuple[list[Pupil], list[Problem]]:
         return list(reader.pupils(root, root_name)), reader.problems
 
+    pupil_elements = reader._children(reader._child(root, "CTFpupilData"), "Pupil")
     elements = [
-        PupilElement(_text(el, "UPN"), hashlib.sha256(data[begin:end]).hexdigest())
+        PupilElement(reader._text(el, "UPN"), hashlib.sha256(data[begin:end]).hexdigest())
         for el, (begin, end) in zip(
-            _children(_child(root, "CTFpupilData"), "Pupil"), _pupil_byte_ranges(data), strict=True
+            pupil_elements,
+            _pupil_byte_ranges(data, len(pupil_elements)),
+            strict=True,
         )
     ]
     return CtfFile(header, file_problems, elements, read)
 
 
-def _pupil_byte_ranges(data: bytes) -> list[tuple[int, int]]:
-    """Where each Pupil element of the first CTFpupilData lies in ``data`` (start tag to end tag).
+def _pupil_byte_ranges(data: bytes, count: int) -> list[tuple[int, int]]:
+    """Where each of the ``count`` Pupil elements of the first CTFpupilData lies in ``data``: from
+    its start tag to its end tag (not included). Called only on bytes ``defusedxml`` has parsed.
 
-    The same elements, in the same order, as the reader's ``CTFpupilData/Pupil``. Called only on
-    bytes that ``defusedxml`` has parsed: they have no DTD, so expat has nothing to expand or fetch.
+    The same elements, in the same order, as the reader's ``CTFpupilData/Pupil``: found from their
+    tags when that is certain, otherwise by parsing the file again.
     """
+    found = _pupil_tags(data, count)
+    return found if found is not None else _parsed_pupil_ranges(data)
+
+
+_PUPIL_TAG = re.compile(rb"<(/?)[Pp][Uu][Pp][Ii][Ll](?=[\s/>])")
+"""A Pupil start or end tag, in any case, without a namespace prefix."""
+_PREFIXED_PUPIL = re.compile(rb":[Pp][Uu][Pp][Ii][Ll](?=[\s/>])")
+"""What a Pupil tag with a namespace prefix contains (a file with one is parsed instead)."""
+
+
+def _pupil_tags(data: bytes, count: int) -> list[tuple[int, int]] | None:
+    """The Pupil elements' ranges read from their tags alone, or ``None`` when that is not certain.
+
+    In well-formed XML every ``<`` outside comments, CDATA sections and processing instructions
+    begins a tag (a ``<`` cannot stand in text or in an attribute value), so with none of those,
+    and no prefixed Pupil tag, the matches of :data:`_PUPIL_TAG` are every Pupil tag in the file.
+    When they pair up one after another and there are exactly ``count`` pairs, the elements they
+    enclose are the ``count`` children of CTFpupilData, in document order.
+    """
+    if b"<!" in data or data.count(b"<?") > 1 or _PREFIXED_PUPIL.search(data):
+        return None
+    ranges: list[tuple[int, int]] = []
+    begin = -1
+    for tag in _PUPIL_TAG.finditer(data):
+        closing = bool(tag.group(1))
+        if closing == (begin < 0):
+            return None
+        if closing:
+            ranges.append((begin, tag.start()))
+            begin = -1
+        else:
+            begin = tag.start()
+    return ranges if begin < 0 and len(ranges) == count else None
+
+
+def _parsed_pupil_ranges(data: bytes) -> list[tuple[int, int]]:
+    """:func:`_pupil_byte_ranges` by parsing: the file has no DTD, so expat has nothing to expand or fetch."""
     scan = expat.ParserCreate(namespace_separator="}")
     ranges: list[tuple[int, int]] = []
     depth, container, begin = 0, "before", -1  # container: before, inside or after CTFpupilData

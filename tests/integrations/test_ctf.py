@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -337,3 +339,55 @@ def test_each_pupil_element_is_known_by_its_bytes_before_it_is_read() -> None:
     assert [
         upn for upn, digest in before.items() if {e.upn: e.digest for e in after.elements}[upn] != digest
     ] == [made[1].upn]
+
+
+def _pupil_slices(data: bytes) -> list[bytes]:
+    """Each Pupil element of a generated file, start tag to end tag (the generator writes them plainly)."""
+    return [b"<Pupil>" + part.split(b"</Pupil>", 1)[0] for part in data.split(b"<Pupil>")[1:]]
+
+
+@pytest.mark.parametrize(
+    ("variant", "whole_file", "each_element"),
+    [
+        ("as exported", lambda d: d, lambda e: e),
+        (
+            "lower-case Pupil tags",
+            lambda d: d.replace(b"<Pupil>", b"<pupil>").replace(b"</Pupil>", b"</pupil>"),
+            lambda e: e.replace(b"<Pupil>", b"<pupil>"),
+        ),
+        (
+            "a comment that holds a Pupil tag",
+            lambda d: d.replace(b"<CTFpupilData>", b"<CTFpupilData><!-- <Pupil> was here -->"),
+            lambda e: e,
+        ),
+        (
+            "Pupil tags with a namespace prefix",
+            lambda d: (
+                d.replace(b"<CTfile>", b'<CTfile xmlns:c="urn:ctf">')
+                .replace(b"<Pupil>", b"<c:Pupil>")
+                .replace(b"</Pupil>", b"</c:Pupil>")
+            ),
+            lambda e: e.replace(b"<Pupil>", b"<c:Pupil>"),
+        ),
+        (
+            "a Pupil element outside CTFpupilData",
+            lambda d: d.replace(b"</Header>", b"<Pupil>not a pupil</Pupil></Header>"),
+            lambda e: e,
+        ),
+    ],
+)
+def test_each_pupil_elements_digest_is_of_its_own_bytes_however_the_file_writes_its_tags(
+    variant: str, whole_file: Any, each_element: Any
+) -> None:
+    made = gen.random_pupils(4, seed=21)
+    exported = gen.to_bytes(gen.build(made))
+    data = whole_file(exported)
+    assert data != exported or variant == "as exported"
+
+    parsed = ctf.parse(data)
+
+    assert parsed.problems == []
+    assert [e.upn for e in parsed.elements] == [p.upn for p in made]
+    assert [e.digest for e in parsed.elements] == [
+        hashlib.sha256(each_element(element)).hexdigest() for element in _pupil_slices(exported)
+    ]
