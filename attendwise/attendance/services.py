@@ -130,13 +130,18 @@ class UpnError(ValueError):
     pass
 
 
+_compact_upn = functools.lru_cache(maxsize=65536)(stdnum_upn.compact)
+"""A UPN without spaces or separators, upper case (cached: a sync compacts each pupil's UPN once
+for the pupil and again for each contact link)."""
+
+
 @functools.lru_cache(maxsize=65536)
 def check_upn(value: str) -> tuple[str, bool]:
     """Return the compact UPN and whether it is temporary; raise :class:`UpnError` if malformed.
 
     Cached: an import checks each pupil's UPN several times (the file, the pupil, each contact
     link and mark span), and the answer depends on the string alone."""
-    number = stdnum_upn.compact(value or "")
+    number = _compact_upn(value or "")
     try:
         stdnum_upn.validate(number)
     except InvalidComponent:
@@ -246,7 +251,7 @@ def upsert_pupils(session: Session, org_id: int, records: Sequence[PupilRecord])
     for i, rec in enumerate(records):
         row = _row_no(rec, i)
         errors.extend(RowError(row, p) for p in _pupil_errors(rec))
-        key = stdnum_upn.compact(rec.upn or "")
+        key = _compact_upn(rec.upn or "")
         if key in seen:
             errors.append(RowError(row, f"UPN {key} also appears in row {seen[key]}"))
         seen.setdefault(key, row)
@@ -597,7 +602,7 @@ def _contact_errors(rec: ContactRecord, upns: set[str]) -> list[str]:
     if not rec.links:
         problems.append("a contact must be linked to at least one pupil")
     for link in rec.links:
-        upn = stdnum_upn.compact(link.pupil_upn or "")
+        upn = _compact_upn(link.pupil_upn or "")
         if upn not in upns:
             problems.append(f"no pupil with UPN {link.pupil_upn!r} at this school")
         if not 1 <= link.priority <= 99:
@@ -651,9 +656,7 @@ def upsert_contacts(session: Session, org_id: int, records: Sequence[ContactReco
         for contact_id, rows in stored_links.items()
     }
     by_ext = {(v["source"], v["external_id"]): c for c, v in stored.items() if v["external_id"]}
-    by_identity = {
-        _contact_identity(v["forename"], v["surname"], v["postcode"]): c for c, v in stored.items()
-    }
+    by_identity = {contact_identity(v["forename"], v["surname"], v["postcode"]): c for c, v in stored.items()}
     new: list[int] = []
     seen: set[int] = set()
     touched_pupils: set[int] = set()
@@ -677,16 +680,17 @@ def upsert_contacts(session: Session, org_id: int, records: Sequence[ContactReco
             "external_id": rec.external_id,
         }
         key = by_ext.get((rec.source, rec.external_id)) if rec.external_id else None
+        identity = contact_identity(forename, surname, postcode)
         if key is None:
             # Same name and postcode is the same person, unless the MIS says they are two.
-            namesake = by_identity.get(_contact_identity(forename, surname, postcode))
+            namesake = by_identity.get(identity)
             if namesake is not None and not (rec.external_id and contacts[namesake]["external_id"]):
                 key = namesake
         if key is None:
             key = -1 - len(new)
             new.append(key)
             contacts[key] = values
-            by_identity.setdefault(_contact_identity(forename, surname, postcode), key)
+            by_identity.setdefault(identity, key)
             if rec.external_id:
                 by_ext[(rec.source, rec.external_id)] = key
             counts.created += 1
@@ -696,7 +700,7 @@ def upsert_contacts(session: Session, org_id: int, records: Sequence[ContactReco
             contacts[key].update(values)
         current = links.setdefault(key, {})
         wanted = {
-            pupils[stdnum_upn.compact(link.pupil_upn)]: {
+            pupils[_compact_upn(link.pupil_upn)]: {
                 "relationship_to_pupil": link.relationship,
                 "parental_responsibility": link.parental_responsibility,
                 "lives_with_pupil": link.lives_with_pupil,
@@ -736,18 +740,38 @@ def upsert_contacts(session: Session, org_id: int, records: Sequence[ContactReco
     _write_rows(session, org_id, PupilContact, now, events, **_child_writes(stored_links, wanted_links))
     audit.record_many(session, events)
     if touched_pupils:
-        refresh_household_keys(session, org_id, touched_pupils)
+        responsible = (
+            (pupil_id, contacts[key])
+            for key, rows in links.items()
+            for pupil_id, link in rows.items()
+            if link["parental_responsibility"] and pupil_id in touched_pupils
+        )
+        refresh_household_keys(
+            session,
+            org_id,
+            touched_pupils,
+            [
+                (pupil_id, c["forename"], c["surname"], c["postcode"], c["emails"], c["phones"])
+                for pupil_id, c in responsible
+            ],
+        )
     return counts
 
 
-def _contact_identity(forename: str, surname: str, postcode: str | None) -> tuple[str, str, str]:
+def contact_identity(forename: str, surname: str, postcode: str | None) -> tuple[str, str, str]:
+    """Who a contact is, for matching: the same name (ignoring case, accents and punctuation)
+    at the same postcode is the same person."""
     return (_fold(forename), _fold(surname), (postcode or "").replace(" ", ""))
+
+
+_NOT_A_LETTER = re.compile(r"[^a-z]")
 
 
 def _fold(text: str) -> str:
     """Case-, accent- and punctuation-insensitive form of a name."""
-    decomposed = unicodedata.normalize("NFKD", text or "")
-    return re.sub(r"[^a-z]", "", "".join(c for c in decomposed if not unicodedata.combining(c)).lower())
+    if not text.isascii():  # ASCII has nothing to decompose
+        text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return _NOT_A_LETTER.sub("", text.lower())
 
 
 def _phone_digits(number: str) -> str:
@@ -777,26 +801,24 @@ def _household_keys(
     return {hmac.digest(secret, f"{name}|{part}".encode(), "sha256").hex() for part in parts}
 
 
-def refresh_household_keys(session: Session, org_id: int, pupil_ids: Iterable[int]) -> None:
-    """Rebuild the sibling-index rows for these pupils from their contacts with parental responsibility.
+HouseholdContact = tuple[int, str, str, str | None, Sequence[str], Sequence[dict[str, str]]]
+"""A contact with parental responsibility for a pupil: (pupil id, forename, surname, postcode,
+emails, phones), as the ``contacts`` and ``pupil_contacts`` rows hold them."""
+
+
+def refresh_household_keys(
+    session: Session, org_id: int, pupil_ids: Iterable[int], responsible: Iterable[HouseholdContact]
+) -> None:
+    """Rebuild the sibling-index rows for these pupils from ``responsible``, every contact with
+    parental responsibility for them as the caller has just written them.
 
     Only the keys that differ from the stored ones are deleted or added.
     """
     ids = sorted(set(pupil_ids))
     if not ids:
         return
-    contacts = select(
-        PupilContact.pupil_id,
-        Contact.forename,
-        Contact.surname,
-        Contact.postcode,
-        Contact.emails,
-        Contact.phones,
-    ).join(Contact, Contact.id == PupilContact.contact_id)
-    contacts = contacts.where(PupilContact.org_id == org_id, PupilContact.parental_responsibility.is_(True))
     stored_keys = select(HouseholdKey.id, HouseholdKey.key, HouseholdKey.pupil_id)
     if len(ids) <= 500:  # a few pupils read their own rows; a school's sync reads the school's
-        contacts = contacts.where(PupilContact.pupil_id.in_(ids))
         stored_keys = stored_keys.where(HouseholdKey.pupil_id.in_(ids))
     else:
         stored_keys = stored_keys.where(HouseholdKey.school_id == org_id)
@@ -804,7 +826,7 @@ def refresh_household_keys(session: Session, org_id: int, pupil_ids: Iterable[in
     secret = _household_secret()
     wanted = {
         (key, pupil_id)
-        for pupil_id, forename, surname, postcode, emails, phones in session.execute(contacts)
+        for pupil_id, forename, surname, postcode, emails, phones in responsible
         if pupil_id in chosen
         for key in _household_keys(secret, forename, surname, postcode, emails, phones)
     }

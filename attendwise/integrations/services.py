@@ -19,13 +19,14 @@ import datetime as dt
 import gc
 import hashlib
 import re
-import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import String, delete, func, insert, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -218,11 +219,6 @@ def school_by_urn(session: Session, urn: str) -> Organisation | None:
 # ---- importing a CTF ----------------------------------------------------------------------
 
 
-def _fold(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text or "")
-    return re.sub(r"[^a-z]", "", "".join(c for c in decomposed if not unicodedata.combining(c)).lower())
-
-
 def _record_of(location: str) -> str:
     """The record a problem belongs to: the pupil (``Pupil[3]``) or the whole file."""
     match = re.search(r"Pupil\[\d+\]", location, flags=re.IGNORECASE)
@@ -267,11 +263,7 @@ def _group_contacts(pupils: Sequence[ctf.Pupil]) -> list[_ContactGroup]:
         for contact in pupil.contacts:
             address = contact.address or (pupil.address if contact.address_as_pupil else None)
             postcode = attendance.normalise_postcode(address.postcode if address else None)
-            key = (
-                _fold(contact.forename or ""),
-                _fold(contact.surname or ""),
-                (postcode or "").replace(" ", ""),
-            )
+            key = attendance.contact_identity(contact.forename or "", contact.surname or "", postcode)
             group = groups.setdefault(
                 key,
                 _ContactGroup(
@@ -380,9 +372,9 @@ def _digests(batch: Batch) -> dict[str, str]:
     """Per pupil (UPN): a SHA-256 of everything the batch holds about them."""
     parts: dict[str, list[str]] = {}
     for record, _where in batch.pupils:
-        parts.setdefault(record.upn, []).append("pupil " + repr(replace(record, row=None)))
+        parts.setdefault(record.upn, []).append("pupil " + repr(_without_row(record)))
     for contact, _wheres in batch.contacts:
-        text = "contact " + repr(replace(contact, row=None))
+        text = "contact " + repr(_without_row(contact))
         for link in contact.links:
             parts.setdefault(link.pupil_upn, []).append(text)
     for mark, _where in batch.marks:
@@ -394,6 +386,14 @@ def _digests(batch: Batch) -> dict[str, str]:
     return {
         upn: hashlib.sha256("\n".join(sorted(items)).encode()).hexdigest() for upn, items in parts.items()
     }
+
+
+_Record = TypeVar("_Record", attendance.PupilRecord, attendance.ContactRecord)
+
+
+def _without_row(record: _Record) -> _Record:
+    """The record without its row number in the file: moving a record does not change it."""
+    return record if record.row is None else replace(record, row=None)
 
 
 def _already_delivered(session: Session, org_id: int, feed: str | None, digests: dict[str, str]) -> set[str]:
@@ -431,16 +431,36 @@ def _remember(session: Session, org_id: int, feed: str, digests: dict[str, str])
     if not digests:
         return
     keys = sorted(digests)
-    session.execute(
-        delete(SyncFingerprint).where(
-            SyncFingerprint.org_id == org_id, SyncFingerprint.feed == feed, SyncFingerprint.key.in_(keys)
-        )
-    )
     now = utcnow()
-    session.execute(
-        insert(SyncFingerprint),
-        [{"org_id": org_id, "feed": feed, "key": k, "digest": digests[k], "stored_at": now} for k in keys],
-    )
+    if session.get_bind().dialect.name == "postgresql":
+        # One statement however many pupils: the pairs travel as two arrays.
+        pairs = select(
+            func.unnest(literal(keys, ARRAY(String))).label("key"),
+            func.unnest(literal([digests[k] for k in keys], ARRAY(String))).label("digest"),
+        ).subquery()
+        upsert = pg_insert(SyncFingerprint).from_select(
+            ["org_id", "feed", "key", "digest", "stored_at"],
+            select(literal(org_id), literal(feed), pairs.c.key, pairs.c.digest, literal(now)),
+        )
+        session.execute(
+            upsert.on_conflict_do_update(
+                index_elements=["org_id", "feed", "key"],
+                set_={"digest": upsert.excluded.digest, "stored_at": upsert.excluded.stored_at},
+            )
+        )
+    else:
+        session.execute(
+            delete(SyncFingerprint).where(
+                SyncFingerprint.org_id == org_id, SyncFingerprint.feed == feed, SyncFingerprint.key.in_(keys)
+            )
+        )
+        session.execute(
+            insert(SyncFingerprint),
+            [
+                {"org_id": org_id, "feed": feed, "key": key, "digest": digest, "stored_at": now}
+                for key, digest in digests.items()
+            ],
+        )
     audit.record(
         session,
         org_id=org_id,
