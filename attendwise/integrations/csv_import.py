@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -96,7 +97,7 @@ def _rows(
     text: str, kind: str, mapping: Mapping[str, str], problems: list[Problem]
 ) -> Iterator[tuple[int, dict[str, str]]]:
     reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")))
-    header = next(reader, None)
+    header = next((values for _number, values in _records(reader, start=1)), None)
     if header is None:
         problems.append(Problem("row 1", "the file is empty: it has no header row"))
         return
@@ -104,8 +105,8 @@ def _rows(
     required, optional = FIELDS[kind]
     columns: dict[str, int] = {}
     for name in (*required, *optional):
-        wanted = mapping.get(name, name)
-        if wanted.lower() in position:
+        wanted = mapping.get(name, name)  # "" says the file has no such column
+        if wanted and wanted.lower() in position:
             columns[name] = position[wanted.lower()]
         elif name in required:
             problems.append(
@@ -117,13 +118,35 @@ def _rows(
             )
     if any(p.location == "row 1" for p in problems):
         return
-    for number, values in enumerate(reader, start=2):
+    for number, values in _records(reader):
         if not any(v.strip() for v in values):
             continue
         if len(values) < len(header):
             problems.append(Problem(f"row {number}", f"expected {len(header)} values, found {len(values)}"))
             continue
         yield number, {name: values[i].strip() for name, i in columns.items()}
+
+
+class _Unreadable(Exception):
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.reason)
+        self.problem = problem
+
+
+def _records(reader: Iterator[list[str]], start: int = 2) -> Iterator[tuple[int, list[str]]]:
+    """The rows after the header with their numbers; raise :class:`_Unreadable` where the CSV breaks."""
+    number = start
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise _Unreadable(
+                Problem(f"row {number}", f"cannot be read as CSV ({exc}); nothing in the file was taken")
+            ) from None
+        yield number, values
+        number += 1
 
 
 def parse(data: bytes, kind: str, mapping: Mapping[str, str] | None = None) -> CsvFile:
@@ -133,10 +156,14 @@ def parse(data: bytes, kind: str, mapping: Mapping[str, str] | None = None) -> C
     except UnicodeDecodeError as exc:
         result.problems.append(Problem("file", f"the file is not UTF-8 text (byte {exc.start + 1})"))
         return result
-    if kind == "marks":
-        _marks(result, text, mapping or {})
-    else:
-        _pupils(result, text, mapping or {})
+    try:
+        if kind == "marks":
+            _marks(result, text, mapping or {})
+        else:
+            _pupils(result, text, mapping or {})
+    except _Unreadable as broken:
+        result.marks, result.pupils = [], []
+        result.problems.append(broken.problem)
     return result
 
 
@@ -329,3 +356,194 @@ def _pupils(result: CsvFile, text: str, mapping: Mapping[str, str]) -> None:
                 row=number,
             )
         )
+
+
+# ---- the upload page: headers, a suggested mapping, a preview -----------------------------
+
+PREVIEW_ROWS = 20
+LABELS = {
+    "upn": "UPN",
+    "date": "Date",
+    "session": "Session (AM or PM)",
+    "code": "Attendance code",
+    "minutes_late": "Minutes late",
+    "legal_forename": "Legal first name",
+    "legal_surname": "Legal last name",
+    "date_of_birth": "Date of birth",
+    "year_group": "Year group",
+    "sex": "Sex",
+    "preferred_forename": "Preferred first name",
+    "preferred_surname": "Preferred last name",
+    "registration_group": "Registration group",
+    "sen_status": "SEN status",
+    "fsm": "Free school meals",
+    "eal": "English as an additional language",
+    "looked_after": "Looked after",
+    "child_in_need": "Child in need",
+}
+"""How the upload page names each field of :data:`FIELDS`."""
+
+_ROW = re.compile(r"row (\d+)(?:, column (.+))?")
+_PUPIL_ROWS = re.compile(r"rows of UPN (.+)")
+
+
+class CsvUnreadable(ValueError):
+    """The file cannot be read as a CSV whose first row names its columns."""
+
+
+def headers(data: bytes) -> list[str]:
+    """The file's column headers (stripped), or :class:`CsvUnreadable` saying why it has none."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CsvUnreadable(
+            f"it is not UTF-8 text (byte {exc.start + 1}); save it from the MIS or spreadsheet as CSV UTF-8"
+        ) from None
+    reader = csv.reader(io.StringIO(text))
+    try:
+        rows = _records(reader, start=1)
+        header = next(rows, (1, []))[1]
+        names = [h.strip() for h in header]
+        if not any(names):
+            raise CsvUnreadable("it is empty: its first row must name the columns")
+        seen: dict[str, int] = {}
+        for position, name in enumerate(names, start=1):
+            if name and name.lower() in seen:
+                raise CsvUnreadable(
+                    f"two columns are headed {name!r} (columns {seen[name.lower()]} and {position}); "
+                    "rename one in the export"
+                )
+            seen[name.lower()] = position
+        if not any(any(v.strip() for v in values) for _number, values in rows):
+            raise CsvUnreadable("it has a header row but no rows below it")
+    except _Unreadable as broken:
+        raise CsvUnreadable(f"{broken.problem.location} {broken.problem.reason}") from None
+    return names
+
+
+def _squashed(name: str) -> str:
+    return re.sub(r"[\s_-]", "", name).lower()
+
+
+def suggest(kind: str, columns: list[str], saved: Mapping[str, str]) -> dict[str, str]:
+    """Each field's column: the school's saved choice when this file has that column, else the
+    column named like the field (``Date_of_birth``, ``date of birth``), else ``""`` (none)."""
+    by_name = {c.lower(): c for c in columns if c}
+    by_squashed = {_squashed(c): c for c in columns if c}
+    required, optional = FIELDS[kind]
+    chosen = {}
+    for name in (*required, *optional):
+        remembered = saved.get(name)
+        if remembered == "" and name in optional:
+            chosen[name] = ""
+        elif remembered and remembered.lower() in by_name:
+            chosen[name] = by_name[remembered.lower()]
+        else:
+            chosen[name] = by_squashed.get(_squashed(name), "")
+    return chosen
+
+
+def check_mapping(
+    kind: str, columns: list[str], chosen: Mapping[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The mapping to import with (every field, ``""`` for none) and the errors by field: a
+    required field with no column, a column not in the file, a column chosen twice."""
+    by_name = {c.lower(): c for c in columns if c}
+    required, optional = FIELDS[kind]
+    mapping: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    taken: dict[str, str] = {}
+    for name in (*required, *optional):
+        column = (chosen.get(name) or "").strip()
+        if not column:
+            mapping[name] = ""
+            if name in required:
+                errors[name] = f"Choose the column that holds the {LABELS[name].lower()}"
+            continue
+        if column.lower() not in by_name:
+            errors[name] = f"{LABELS[name]}: {column!r} is not a column of this file"
+            continue
+        column = by_name[column.lower()]
+        if column.lower() in taken:
+            errors[name] = f"{LABELS[name]}: column {column!r} is already chosen for {taken[column.lower()]}"
+            continue
+        taken[column.lower()] = LABELS[name].lower()
+        mapping[name] = column
+    return mapping, errors
+
+
+@dataclass(frozen=True)
+class PreviewRow:
+    number: int
+    values: tuple[str, ...]
+    problems: tuple[tuple[str | None, str], ...]  # (the column it names, if any; the reason)
+    bad_cells: frozenset[int]  # positions of the values a problem names
+
+
+@dataclass(frozen=True)
+class Preview:
+    columns: tuple[str, ...]
+    rows: tuple[PreviewRow, ...]  # the first rows of the file
+    file_problems: tuple[Problem, ...]  # about the whole file or its header row
+    problems: int | None  # in the whole file (None: not checked)
+    records: int | None  # the marks or pupils an import would take
+
+
+def preview(data: bytes, kind: str, mapping: Mapping[str, str] | None, rows: int = PREVIEW_ROWS) -> Preview:
+    """Parse the whole file as the import will, and place its problems on its first ``rows`` rows;
+    with no ``mapping`` (not chosen yet), only show those rows.
+
+    A problem at ``row N`` marks that row, at ``row N, column H`` that cell too; a pupil left out
+    because of another of their rows (``rows of UPN X``) marks each shown row with that UPN.
+    """
+    parsed = parse(data, kind, mapping) if mapping is not None else None
+    mapping = mapping or {}
+    columns = headers(data)
+    position = {c.lower(): i for i, c in enumerate(columns) if c}
+    shown: list[tuple[int, list[str]]] = []
+    reader = csv.reader(io.StringIO(data.decode("utf-8-sig")))
+    try:
+        for number, values in _records(reader, start=1):
+            if number > 1 and any(v.strip() for v in values):
+                shown.append((number, values))
+            if len(shown) == rows:
+                break
+    except _Unreadable:
+        pass  # the parse reported where the file breaks; the rows before it are shown
+    upn_at = position.get((mapping.get("upn") or "upn").lower())
+    on_row: dict[int, list[tuple[str | None, str]]] = {}
+    in_cell: dict[int, set[int]] = {}
+    of_pupil: dict[str, list[tuple[str | None, str]]] = {}
+    general = []
+    for problem in parsed.problems if parsed else ():
+        if found := _ROW.fullmatch(problem.location):
+            number = int(found.group(1))
+            if number == 1:
+                general.append(problem)
+                continue
+            on_row.setdefault(number, []).append((found.group(2), problem.reason))
+            if found.group(2) and found.group(2).lower() in position:
+                in_cell.setdefault(number, set()).add(position[found.group(2).lower()])
+        elif found := _PUPIL_ROWS.fullmatch(problem.location):
+            of_pupil.setdefault(found.group(1), []).append((None, problem.reason))
+        else:
+            general.append(problem)
+    preview_rows = []
+    for number, values in shown:
+        upn = "".join(values[upn_at].split()).upper() if upn_at is not None and upn_at < len(values) else ""
+        padded = (*values, *[""] * (len(columns) - len(values)))
+        preview_rows.append(
+            PreviewRow(
+                number=number,
+                values=tuple(padded),
+                problems=tuple(on_row.get(number, []) + of_pupil.get(upn, [])),
+                bad_cells=frozenset(in_cell.get(number, set())),
+            )
+        )
+    return Preview(
+        columns=tuple(columns),
+        rows=tuple(preview_rows),
+        file_problems=tuple(general),
+        problems=len(parsed.problems) if parsed else None,
+        records=len(parsed.marks) + len(parsed.pupils) if parsed else None,
+    )

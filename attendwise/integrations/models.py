@@ -96,6 +96,27 @@ class SyncRunFile(TenantMixin, Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class CsvUpload(TenantMixin, Base):
+    """A CSV uploaded on the MIS data page, kept between its preview and its import.
+
+    Kept in the database, as :class:`SyncRunFile` is, so the import reads the very bytes that
+    were previewed whichever web server takes the request. Deleted by its import (a failed import
+    hands the file to its run as a :class:`SyncRunFile`), or by the purge job when left unfinished.
+    """
+
+    __tablename__ = "csv_uploads"
+    __audit_skip__ = True  # the content must not reach the audit log: files.keep_upload audits the file
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    filename: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column()
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    uploaded_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class CsvMapping(TenantMixin, TimestampMixin, Base):
     """A school's saved column mapping for one kind of CSV export (``marks`` or ``pupils``).
 

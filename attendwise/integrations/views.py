@@ -1,28 +1,45 @@
-"""Pages: a school's MIS data — upload a CTF, connect Wonde, sync now, and every run with what it rejected."""
+"""Pages: a school's MIS data — upload a CTF or a CSV (mapped and previewed first), connect Wonde,
+sync now, and every run with what it rejected."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from flask import Blueprint, Flask, abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from attendwise.integrations import connectors, ctf, files, services
-from attendwise.integrations.models import RunStatus, SyncRun
+from attendwise.integrations import connectors, csv_import, ctf, files, services
+from attendwise.integrations.models import CsvUpload, RunStatus, SyncRun
 from attendwise.platform.auth import current_principal, require_perm
 from attendwise.platform.db import db
 from attendwise.platform.web import register_nav
 from attendwise.tenants.models import Organisation, OrgKind
 from attendwise.tenants.roles import Perm
 
-bp = Blueprint("integrations", __name__, template_folder="templates")
+bp = Blueprint(
+    "integrations",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/integrations/static",
+)
 
 RECENT_RUNS = 25
 
+
+def _import_csv_bytes(session: Session, school: Organisation, data: bytes, *, kind: str) -> services.Outcome:
+    """Import a CSV of ``kind`` through the school's saved mapping for that kind (the upload page
+    saves the mapping it previewed before importing, so a retry reads the file the same way)."""
+    mapping = services.saved_mapping(session, school.id, kind)
+    return services.import_csv(session, school, csv_import.parse(data, kind, mapping))
+
+
 FILE_IMPORTS: dict[str, Callable[[Session, Organisation, bytes], services.Outcome]] = {
     "ctf": services.import_ctf_bytes,
+    **{f"csv-{kind}": partial(_import_csv_bytes, kind=kind) for kind in csv_import.KINDS},
 }
 """The file imports this page runs, by connector name: each parses and imports a file's bytes."""
 
@@ -34,7 +51,9 @@ def _school() -> Organisation:
     return principal.organisation
 
 
-def _page(school: Organisation, *, status: int = 200, errors: dict[str, str] | None = None) -> Any:
+def _page(
+    school: Organisation, *, status: int = 200, errors: dict[str, str] | None = None, csv_kind: str = ""
+) -> Any:
     session = db.session()
     runs = session.scalars(
         select(SyncRun)
@@ -56,6 +75,8 @@ def _page(school: Organisation, *, status: int = 200, errors: dict[str, str] | N
             runs=runs,
             shown=shown,
             errors=errors or {},
+            csv_kind=csv_kind,
+            csv_kinds=csv_import.KINDS,
             max_mb=_max_bytes() / 1024 / 1024,
             connector=connectors.settings_for(session, school.id),
             connector_names=connectors.CONNECTORS,
@@ -107,6 +128,113 @@ def upload_ctf() -> Any:
         files.keep(session, run, upload.filename, data)
         session.commit()
     return redirect(url_for("integrations.index", run=run.id), code=303)
+
+
+@bp.post("/integrations/csv")
+@require_perm(Perm.INTEGRATIONS_MANAGE)
+def upload_csv() -> Any:
+    """Keep the uploaded CSV (refused when too large or unreadable) and show its preview."""
+    school = _school()
+    kind = request.form.get("kind", "")
+    upload = request.files.get("csv_file")
+    errors = {}
+    if kind not in csv_import.KINDS:
+        errors["kind"] = "Choose whether the file holds attendance marks or pupils"
+    if upload is None or not upload.filename:
+        errors["csv_file"] = "Choose a CSV file (.csv) exported from your MIS"
+    else:
+        try:
+            data = ctf.read_limited(upload.stream, _max_bytes())
+            csv_import.headers(data)
+        except ctf.CtfRefused as refused:
+            errors["csv_file"] = f"The file was refused: {refused.reason}"
+        except csv_import.CsvUnreadable as unreadable:
+            errors["csv_file"] = f"The file cannot be read: {unreadable}"
+    if errors or upload is None:
+        return _page(school, status=400, errors=errors, csv_kind=kind)
+    kept = files.keep_upload(
+        db.session(), school.id, kind=kind, filename=upload.filename or "", content=data, user_id=_user_id()
+    )
+    return redirect(url_for("integrations.csv_upload", upload_id=kept.id), code=303)
+
+
+@bp.route("/integrations/csv/<int:upload_id>", methods=["GET", "POST"])
+@require_perm(Perm.INTEGRATIONS_MANAGE)
+def csv_upload(upload_id: int) -> Any:
+    """Choose the columns and preview the file's first rows; "Import" saves the mapping and imports."""
+    school = _school()
+    session = db.session()
+    upload = _upload(school, upload_id)
+    columns = csv_import.headers(upload.content)
+    if request.method == "GET":
+        chosen = csv_import.suggest(
+            upload.kind, columns, services.saved_mapping(session, school.id, upload.kind)
+        )
+        mapping, missing = csv_import.check_mapping(upload.kind, columns, chosen)
+        return _csv_page(school, upload, chosen, None if missing else mapping)
+    fields = [name for names in csv_import.FIELDS[upload.kind] for name in names]
+    chosen = {name: request.form.get(f"column-{name}", "") for name in fields}
+    mapping, errors = csv_import.check_mapping(upload.kind, columns, chosen)
+    if errors:
+        return _csv_page(school, upload, chosen, None, errors={f"column-{k}": v for k, v in errors.items()})
+    if request.form.get("action") != "import":
+        return _csv_page(school, upload, chosen, mapping)
+    services.save_mapping(session, school.id, upload.kind, mapping)
+    filename, data = upload.filename, upload.content
+    try:
+        run = _import_file(school, connector=f"csv-{upload.kind}", source=filename, data=data)
+    except services.SyncInProgress as busy:
+        return _csv_page(school, upload, chosen, mapping, errors={"import": str(busy)}, status=409)
+    if run.status == RunStatus.FAILED:
+        files.keep(session, run, filename, data)
+    files.discard(session, upload)
+    session.commit()
+    return redirect(url_for("integrations.index", run=run.id), code=303)
+
+
+@bp.post("/integrations/csv/<int:upload_id>/discard")
+@require_perm(Perm.INTEGRATIONS_MANAGE)
+def discard_csv(upload_id: int) -> Any:
+    school = _school()
+    upload = _upload(school, upload_id)
+    files.discard(db.session(), upload)
+    flash(f"{upload.filename} was discarded without importing it.", "success")
+    return redirect(url_for("integrations.index"), code=303)
+
+
+def _upload(school: Organisation, upload_id: int) -> CsvUpload:
+    """The school's CSV upload, or 404 (another school's upload is not found either)."""
+    upload = files.upload_of(db.session(), school.id, upload_id)
+    if upload is None:
+        abort(404)
+    return upload
+
+
+def _csv_page(
+    school: Organisation,
+    upload: CsvUpload,
+    chosen: dict[str, str],
+    mapping: dict[str, str] | None,
+    *,
+    errors: dict[str, str] | None = None,
+    status: int | None = None,
+) -> Any:
+    """The mapping form and the preview: checked through ``mapping``, or only shown without one."""
+    required, optional = csv_import.FIELDS[upload.kind]
+    return (
+        render_template(
+            "integrations/csv_upload.html",
+            school=school,
+            upload=upload,
+            required=required,
+            optional=optional,
+            labels=csv_import.LABELS,
+            chosen=chosen,
+            preview=csv_import.preview(upload.content, upload.kind, mapping),
+            errors=errors or {},
+        ),
+        status or (400 if errors else 200),
+    )
 
 
 def _import_file(school: Organisation, *, connector: str, source: str, data: bytes) -> SyncRun:

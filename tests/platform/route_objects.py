@@ -35,7 +35,10 @@ from attendwise.tenants.roles import Perm, RoleDef
 
 # Column values a table needs that cannot be derived from its type (e.g. a CHECK constraint
 # that no IN-list states). Keyed by table name, then column name.
-ROW_OVERRIDES: dict[str, dict[str, Any]] = {}
+ROW_OVERRIDES: dict[str, dict[str, Any]] = {
+    # The MIS data page reads an upload's columns: it holds a CSV the upload form accepted.
+    "csv_uploads": {"kind": "marks", "content": b"UPN,Date,Session,Mark\nA,2025-09-03,AM,/\n"},
+}
 
 _IN_LIST = r"\b{col}\b\s+IN\s*\(\s*'([^']*)'"
 _LOWER_BOUND = r"\b{col}\b\s+(?:BETWEEN\s+(-?\d+)|(>=?)\s*(-?\d+))"
