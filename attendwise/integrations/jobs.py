@@ -4,20 +4,30 @@
 system context and queues a ``sync_school`` job on the ``sync`` queue for each school whose
 daily sync time has passed (see :mod:`attendwise.integrations.connectors`). Without Redis,
 "Sync now" runs the sync inline, straight after the request commits.
+
+``purge_files`` runs every :data:`PURGE_EVERY` seconds, also in the system context, and deletes
+the uploaded files nobody came back to (see :func:`attendwise.integrations.files.purge`): those
+kept for failed runs not retried within ``KEPT_FILE_DAYS`` days and CSV uploads not imported
+within ``CSV_UPLOAD_HOURS`` hours (both settings, ``ATTENDWISE_KEPT_FILE_DAYS`` and
+``ATTENDWISE_CSV_UPLOAD_HOURS``).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
-from attendwise.integrations import connectors, services, wonde
+from flask import current_app
+
+from attendwise.integrations import connectors, files, services, wonde
 from attendwise.platform import crypto, jobs
-from attendwise.platform.db import db
+from attendwise.platform.db import db, utcnow
 from attendwise.tenants.models import Organisation
 
 log = logging.getLogger(__name__)
 
 SWEEP_EVERY = 300  # seconds: a school's sync starts at most this long after its chosen time
+PURGE_EVERY = 3600  # seconds
 
 
 def sync_school(org_id: int, user_id: int | None = None) -> dict[str, object]:
@@ -47,11 +57,26 @@ def queue_due_syncs() -> int:
     return len(connectors.queue_due_syncs(db.session()))
 
 
+def purge_files() -> dict[str, int]:
+    """The periodic purge (system context): delete kept files and uploads past their retention."""
+    now = utcnow()
+    return files.purge(
+        db.session(),
+        runs_before=now - dt.timedelta(days=current_app.config["KEPT_FILE_DAYS"]),
+        uploads_before=now - dt.timedelta(hours=current_app.config["CSV_UPLOAD_HOURS"]),
+    )
+
+
 PERIODIC = (
     jobs.Periodic(
         name="integrations.scheduled_syncs",
         func="attendwise.integrations.jobs.queue_due_syncs",
         queue="sync",
         interval=SWEEP_EVERY,
+    ),
+    jobs.Periodic(
+        name="integrations.purge_files",
+        func="attendwise.integrations.jobs.purge_files",
+        interval=PURGE_EVERY,
     ),
 )

@@ -51,6 +51,8 @@ class Settings:
     mail_sender: str = "Attendwise <no-reply@attendwise.invalid>"
     encryption_keys: str = ""
     max_upload_bytes: int = 25 * 1024 * 1024
+    kept_file_days: int = 30
+    csv_upload_hours: int = 24
     document_store: str = "file"
     s3_endpoint_url: str = ""
     s3_bucket: str = ""
@@ -88,6 +90,8 @@ class Settings:
             mail_sender=get("MAIL_SENDER", "Attendwise <no-reply@attendwise.invalid>"),
             encryption_keys=get("ENCRYPTION_KEYS"),
             max_upload_bytes=int(get("MAX_UPLOAD_BYTES", str(25 * 1024 * 1024))),
+            kept_file_days=int(get("KEPT_FILE_DAYS") or 30),
+            csv_upload_hours=int(get("CSV_UPLOAD_HOURS") or 24),
             document_store=get("DOCUMENT_STORE") or "file",
             s3_endpoint_url=get("S3_ENDPOINT_URL"),
             s3_bucket=get("S3_BUCKET"),
@@ -110,6 +114,8 @@ class Settings:
             )
         if self.production and len(self.secret_key) < 32:
             raise ConfigError("ATTENDWISE_SECRET_KEY must be at least 32 characters in production")
+        if self.kept_file_days < 1 or self.csv_upload_hours < 1:
+            raise ConfigError("ATTENDWISE_KEPT_FILE_DAYS and ATTENDWISE_CSV_UPLOAD_HOURS must be at least 1")
         self._validate_document_store()
 
     def _validate_document_store(self) -> None:
@@ -168,6 +174,8 @@ class Settings:
             "MAIL_SENDER": self.mail_sender,
             "ENCRYPTION_KEYS": self.encryption_keys,
             "MAX_CONTENT_LENGTH": self.max_upload_bytes,
+            "KEPT_FILE_DAYS": self.kept_file_days,
+            "CSV_UPLOAD_HOURS": self.csv_upload_hours,
             "DOCUMENT_STORE": self.document_store,
             "S3_ENDPOINT_URL": self.s3_endpoint_url,
             "S3_BUCKET": self.s3_bucket,
