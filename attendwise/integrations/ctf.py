@@ -362,10 +362,25 @@ class _Reader:
         return None
 
     def _text(self, el: Element | None, *names: str) -> str | None:
-        node = self._child(el, *names) if names else el
-        if node is None or node.text is None:
-            return None
-        return node.text.strip() or None
+        """The stripped text of ``el`` or of its first child with one of ``names``; ``None`` if empty."""
+        if names:
+            if el is None:
+                return None
+            index = self._index.get(el) or self._index_of(el)
+            for name in names:
+                found = index.get(name.lower())
+                if found:
+                    el = found[0]
+                    break
+            else:
+                return None
+        text = el.text if el is not None else None
+        return (text.strip() or None) if text is not None else None
+
+    def _where(self, el: Element | None, name: str, path: str) -> str:
+        """The path of ``el``'s child ``name`` as the file spells it (as the caller spells it if absent)."""
+        node = self._child(el, name)
+        return f"{path}/{_name(node) if node is not None else name}"
 
     def report(self, location: str, reason: str) -> None:
         self.problems.append(Problem(location, reason))
@@ -374,16 +389,14 @@ class _Reader:
 
     def date(self, el: Element | None, name: str, path: str, *, required: bool = False) -> dt.date | None:
         raw = self._text(el, name)
-        node = self._child(el, name)
-        where = f"{path}/{_name(node) if node is not None else name}"
         if raw is None:
             if required:
-                self.report(where, f"{name} is missing")
+                self.report(self._where(el, name, path), f"{name} is missing")
             return None
         try:
             return _date(raw)
         except ValueError:
-            self.report(where, f"{raw!r} is not a date (expected YYYY-MM-DD)")
+            self.report(self._where(el, name, path), f"{raw!r} is not a date (expected YYYY-MM-DD)")
             return None
 
     def integer(self, el: Element | None, name: str, path: str) -> int | None:
@@ -391,10 +404,7 @@ class _Reader:
         if raw is None:
             return None
         if not raw.isdigit():
-            node = self._child(el, name)
-            self.report(
-                f"{path}/{_name(node) if node is not None else name}", f"{raw!r} is not a whole number"
-            )
+            self.report(self._where(el, name, path), f"{raw!r} is not a whole number")
             return None
         return int(raw)
 
@@ -407,8 +417,7 @@ class _Reader:
             return True
         if value in ("false", "0", "no", "n"):
             return False
-        node = self._child(el, name)
-        self.report(f"{path}/{_name(node) if node is not None else name}", f"{raw!r} is not true or false")
+        self.report(self._where(el, name, path), f"{raw!r} is not true or false")
         return None
 
     # -- the file --

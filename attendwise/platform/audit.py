@@ -86,19 +86,22 @@ HASHED_FIELDS = (
 )
 
 
-def _canonical(values: dict[str, Any]) -> str:
-    def norm(v: Any) -> Any:
-        if isinstance(v, dt.datetime):
-            if v.tzinfo is None:
-                v = v.replace(tzinfo=dt.UTC)
-            return v.astimezone(dt.UTC).isoformat(timespec="microseconds")
-        return v
-
-    return json.dumps({k: norm(values.get(k)) for k in HASHED_FIELDS}, sort_keys=True, separators=(",", ":"))
+def _norm(v: Any) -> Any:
+    if isinstance(v, dt.datetime):
+        if v.tzinfo is None:
+            v = v.replace(tzinfo=dt.UTC)
+        return v.astimezone(dt.UTC).isoformat(timespec="microseconds")
+    return v
 
 
 def chain_hash(prev_hash: str, values: dict[str, Any]) -> str:
-    return hashlib.sha256((prev_hash + _canonical(values)).encode()).hexdigest()
+    return _hash(prev_hash, {k: _norm(values.get(k)) for k in HASHED_FIELDS})
+
+
+def _hash(prev_hash: str, hashed: dict[str, Any]) -> str:
+    """The row hash of ``hashed``: the :data:`HASHED_FIELDS`, each as :func:`_norm` makes it."""
+    canonical = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256((prev_hash + canonical).encode()).hexdigest()
 
 
 def _lock_org_chain(conn: Any, org_id: int) -> None:
@@ -217,6 +220,7 @@ def _append(session: Session, events: list[Event], actor: Actor, now: dt.datetim
         seq = last.seq if last else 0
         prev = last.row_hash if last else GENESIS
         rows = []
+        occurred_at = _norm(now)
         for e in by_org[org_id]:
             seq += 1
             values: dict[str, Any] = {
@@ -233,8 +237,9 @@ def _append(session: Session, events: list[Event], actor: Actor, now: dt.datetim
                 "ip": actor.ip,
                 "request_id": actor.request_id,
             }
-            values["prev_hash"] = prev
-            values["row_hash"] = prev = chain_hash(prev, values)
+            row_hash = _hash(prev, dict(values, occurred_at=occurred_at))  # values holds HASHED_FIELDS
+            values["prev_hash"], values["row_hash"] = prev, row_hash
+            prev = row_hash
             rows.append(values)
         if conn.dialect.name == "postgresql" and len(rows) >= _COPY_FROM:
             _copy_in(conn, table, rows)
