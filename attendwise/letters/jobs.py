@@ -12,6 +12,11 @@ RQ may lose a job (Redis restart, a killed worker); the letter row never is. Eve
   accepted, so such a letter is never resent automatically. It is marked ``failed`` with
   "delivery uncertain" and its Message-ID, for a person to check and resend
   (:func:`attendwise.letters.services.resend`). That is the price of never sending twice.
+
+Each render, send and bulk run has one RQ job id (:func:`attendwise.letters.services.job_id`).
+A letter or run whose job is still pending (queued, or started on a worker that still beats)
+is left to that job, so a long queue never fills with copies; one whose job ended, or was
+lost with Redis, is re-queued.
 """
 
 from __future__ import annotations
@@ -72,11 +77,9 @@ def sweep_school(now: str | None = None) -> dict[str, int]:
         if letter.status in (LetterStatus.QUEUED, LetterStatus.RENDERING):
             if letter.status == LetterStatus.RENDERING:
                 services._claim(session, letter.id, [LetterStatus.RENDERING.value], LetterStatus.QUEUED.value)
-            jobs.enqueue(render_letter, letter.id, org_id=org_id, queue="pdf", job_timeout=120)
-            counts["render"] += 1
+            counts["render"] += services.enqueue_render_job(session, letter, at=moment)
         else:
-            services.enqueue_send(session, letter)
-            counts["send"] += 1
+            counts["send"] += services.enqueue_send(session, letter, at=moment)
     uncertain = session.scalars(
         select(Letter).where(
             Letter.org_id == org_id,
@@ -109,6 +112,8 @@ def sweep_school(now: str | None = None) -> dict[str, int]:
             LetterRun.org_id == org_id, LetterRun.status.in_(unfinished), LetterRun.updated_at < stale
         )
     ).all():
+        if jobs.pending(services.job_id("run", run.id), at=moment):
+            continue  # still waiting for a worker (or rendering): resetting it would start it twice
         requeued = session.execute(
             update(LetterRun)
             .where(LetterRun.id == run.id, LetterRun.status.in_(unfinished), LetterRun.updated_at < stale)
@@ -116,15 +121,7 @@ def sweep_school(now: str | None = None) -> dict[str, int]:
             .execution_options(synchronize_session=False)
         ).rowcount  # type: ignore[attr-defined]
         if requeued:
-            jobs.enqueue(
-                render_run,
-                run.id,
-                run.created_at.date().isoformat(),
-                org_id=org_id,
-                queue="pdf",
-                job_timeout=3600,
-            )
-            counts["run"] += 1
+            counts["run"] += services.enqueue_run_job(session, run, run.created_at.date(), at=moment)
     return counts
 
 

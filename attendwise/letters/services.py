@@ -218,14 +218,51 @@ def queue_letter(
         session.flush()
         ids.append(letter.id)
         if enqueue_render:
-            jobs.enqueue(
-                "attendwise.letters.jobs.render_letter",
-                letter.id,
-                org_id=org_id,
-                queue="pdf",
-                job_timeout=120,
-            )
+            enqueue_render_job(session, letter)
     return ids
+
+
+def job_id(kind: str, ident: int) -> str:
+    """The RQ job id of a letter's render or send (``kind`` "render", "send") or of a bulk run
+    ("run"): one id per step, so the sweeper can ask whether that job is still pending."""
+    return f"letter-{kind}-{ident}"
+
+
+def _enqueue_once(
+    session: Session,
+    kind: str,
+    func: str,
+    ident: int,
+    *args: Any,
+    org_id: int,
+    queue: str,
+    timeout: int,
+    at: dt.datetime | None,
+) -> bool:
+    """Queue ``attendwise.letters.jobs.<func>(ident, *args)`` as job :func:`job_id` unless that
+    job is still pending at ``at`` (default now; :func:`attendwise.platform.jobs.pending`), so
+    at most one waits per letter step or run. True if a job was queued."""
+    name = job_id(kind, ident)
+    if jobs.pending(name, at=at):
+        return False
+    jobs.enqueue(
+        f"attendwise.letters.jobs.{func}",
+        ident,
+        *args,
+        org_id=org_id,
+        queue=queue,
+        job_id=name,
+        job_timeout=timeout,
+        session=session,
+    )
+    return True
+
+
+def enqueue_render_job(session: Session, letter: Letter, *, at: dt.datetime | None = None) -> bool:
+    """Queue the letter's render unless its render job is still pending; True if queued."""
+    return _enqueue_once(
+        session, "render", "render_letter", letter.id, org_id=letter.org_id, queue="pdf", timeout=120, at=at
+    )
 
 
 # ---- rendering -----------------------------------------------------------------------------
@@ -318,14 +355,11 @@ def emails_released(session: Session, letter: Letter) -> bool:
     return released is not None
 
 
-def enqueue_send(session: Session, letter: Letter) -> None:
-    jobs.enqueue(
-        "attendwise.letters.jobs.send_letter",
-        letter.id,
-        org_id=letter.org_id,
-        queue="letters",
-        job_timeout=120,
-        session=session,
+def enqueue_send(session: Session, letter: Letter, *, at: dt.datetime | None = None) -> bool:
+    """Queue the letter's send unless its send job is still pending (a resend after that job
+    ended queues a new one); True if queued."""
+    return _enqueue_once(
+        session, "send", "send_letter", letter.id, org_id=letter.org_id, queue="letters", timeout=120, at=at
     )
 
 
@@ -727,15 +761,23 @@ def start_run(session: Session, org_id: int, on: dt.date, *, user_id: int | None
     )
     session.add(run)
     session.flush()
-    jobs.enqueue(
-        "attendwise.letters.jobs.render_run",
+    enqueue_run_job(session, run, on)
+    return run
+
+
+def enqueue_run_job(session: Session, run: LetterRun, on: dt.date, *, at: dt.datetime | None = None) -> bool:
+    """Queue the bulk run's job unless it is still pending; True if queued."""
+    return _enqueue_once(
+        session,
+        "run",
+        "render_run",
         run.id,
         on.isoformat(),
-        org_id=org_id,
+        org_id=run.org_id,
         queue="pdf",
-        job_timeout=3600,
+        timeout=3600,
+        at=at,
     )
-    return run
 
 
 @dataclass

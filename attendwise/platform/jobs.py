@@ -60,6 +60,7 @@ FAILURE_TTL = 30 * 24 * 3600  # keep a failed job a month, so someone can look a
 _PENDING = "aw_pending_jobs"
 _READY = "aw_committed_jobs"
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
+_NOT_IN_JOB_ID = re.compile(r"[^A-Za-z0-9_-]")
 
 
 class RedisMisconfigured(RuntimeError):
@@ -131,6 +132,41 @@ def queue_name(app: Flask, name: str) -> str:
     return f"{app.config.get('JOBS_QUEUE_PREFIX', '')}{name}"
 
 
+def rq_job_id(app: Flask, job_id: str) -> str:
+    """The id RQ keeps the job enqueued as ``job_id`` under. RQ's job ids are global in a Redis
+    database, so the queue prefix keeps deployments apart here too (a character RQ refuses in
+    an id, such as the prefix's ``:``, becomes ``_``)."""
+    return _NOT_IN_JOB_ID.sub("_", queue_name(app, job_id))
+
+
+def pending(job_id: str, *, at: dt.datetime | None = None) -> bool:
+    """Whether the job enqueued as ``job_id`` has yet to end: queued, scheduled or deferred, or
+    started on a worker that still beat at ``at`` (default now). False for a job that finished,
+    failed, was stopped or cancelled, whose worker died (RQ's forking worker beats every
+    job-monitoring interval and gives a job up 60 s after a missed beat), or that Redis no
+    longer holds (lost in a restart): its id may be enqueued again. Always False inline.
+
+    Enqueueing an id RQ still holds does not replace that job: RQ 3 overwrites the stored job
+    and pushes the id onto the queue a second time. Callers that want at most one pending job
+    per id ask this first."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    if not app.config.get("REDIS_URL"):
+        return False
+    from rq.defaults import DEFAULT_JOB_MONITORING_INTERVAL
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job, JobStatus
+
+    try:
+        job = Job.fetch(rq_job_id(app, job_id), connection=redis_for(app))
+    except NoSuchJobError:
+        return False
+    status = job.get_status(refresh=False)
+    if status == JobStatus.STARTED:
+        beat_lost = (at or utcnow()) - dt.timedelta(seconds=DEFAULT_JOB_MONITORING_INTERVAL + 60)
+        return job.last_heartbeat is not None and job.last_heartbeat > beat_lost
+    return status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
+
+
 def redis_for(app: Flask) -> Any:
     """This process's explicit Redis connection for jobs (RQ 3 has no implicit connection)."""
     state = app.extensions["attendwise_jobs"]
@@ -178,7 +214,8 @@ def enqueue(
     **kwargs: Any,
 ) -> None:
     """Run ``func(*args, **kwargs)`` for ``org_id`` (None: a system job) once the session's
-    current (or, if none is open, next) transaction commits."""
+    current (or, if none is open, next) transaction commits. ``job_id`` names the job in RQ
+    (:func:`rq_job_id`); an id still :func:`pending` would be queued twice."""
     if queue not in QUEUES:
         raise ValueError(f"unknown queue {queue!r}; the queues are {', '.join(QUEUES)}")
     if job_id is not None and not _JOB_ID.fullmatch(job_id):
@@ -244,7 +281,7 @@ def _dispatch(app: Flask, job: _Job) -> None:
     rq_job = Queue(queue_name(app, job.queue), connection=redis_for(app)).enqueue(
         run_job,
         args=job.payload(),
-        job_id=job.job_id,
+        job_id=None if job.job_id is None else rq_job_id(app, job.job_id),
         job_timeout=job.timeout,
         result_ttl=RESULT_TTL,
         failure_ttl=FAILURE_TTL,

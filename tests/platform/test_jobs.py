@@ -190,8 +190,9 @@ def test_with_redis_the_job_is_queued_after_commit_not_before(db_session, make_s
         jobs.enqueue(record_call, "letter", org_id=school.id, queue="letters", job_id=job_id)
         assert letters.count == 0
         db_session.commit()
-    assert letters.job_ids == [job_id]
-    job = letters.fetch_job(job_id)
+    rq_id = f"{prefix[:-1]}_{job_id}"  # RQ's ids are global: the deployment's prefix keeps them apart
+    assert letters.job_ids == [rq_id]
+    job = letters.fetch_job(rq_id)
     assert job is not None
     assert job.func_name == "attendwise.platform.jobs.run_job"
     func, org_id, actor, args, _kwargs = job.args
