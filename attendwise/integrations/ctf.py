@@ -336,25 +336,30 @@ class _Reader:
     # asked for, so reading a field is a dictionary lookup whatever the file's letter case --
 
     def _index_of(self, el: Element) -> dict[str, list[Element]]:
-        index = self._index.get(el)
-        if index is None:
-            index = self._index[el] = {}
-            folded = self._folded
-            for child in el:
-                tag = child.tag
-                key = folded.get(tag) if isinstance(tag, str) else ""
-                if key is None:
-                    key = folded[tag] = tag.rsplit("}", 1)[-1].lower()
-                index.setdefault(key, []).append(child)
+        """Index ``el``'s children by folded name (the callers look in :attr:`_index` first)."""
+        index: dict[str, list[Element]] = {}
+        folded = self._folded
+        for child in el:
+            tag = child.tag
+            key = folded.get(tag) if isinstance(tag, str) else ""
+            if key is None:
+                key = folded[tag] = tag.rsplit("}", 1)[-1].lower()
+            index.setdefault(key, []).append(child)
+        self._index[el] = index
         return index
 
     def _children(self, el: Element | None, name: str) -> list[Element]:
         """``el``'s children named ``name`` (any case, any namespace)."""
-        return [] if el is None else self._index_of(el).get(name.lower(), [])
+        if el is None:
+            return []
+        index = self._index.get(el)
+        return (self._index_of(el) if index is None else index).get(name.lower(), [])
 
     def _child(self, el: Element | None, *names: str) -> Element | None:
         if el is not None:
-            index = self._index_of(el)
+            index = self._index.get(el)
+            if index is None:
+                index = self._index_of(el)
             for name in names:
                 found = index.get(name.lower())
                 if found:
@@ -366,7 +371,9 @@ class _Reader:
         if names:
             if el is None:
                 return None
-            index = self._index.get(el) or self._index_of(el)
+            index = self._index.get(el)
+            if index is None:
+                index = self._index_of(el)
             for name in names:
                 found = index.get(name.lower())
                 if found:
