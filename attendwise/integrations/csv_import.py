@@ -112,7 +112,7 @@ def _rows(
             problems.append(
                 Problem(
                     "row 1",
-                    f"no column {wanted!r} for {name}; map it with --column {name}=HEADER "
+                    f"no column {wanted!r} for {name}: choose the column that holds {name} "
                     f"(the file's columns are: {', '.join(h.strip() for h in header)})",
                 )
             )

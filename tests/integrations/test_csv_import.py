@@ -69,7 +69,10 @@ def test_a_missing_column_names_the_mapping_to_use() -> None:
 
     assert parsed.pupils == []
     assert parsed.problems[0].location == "row 1"
-    assert "map it with --column legal_forename=HEADER" in parsed.problems[0].reason
+    assert parsed.problems[0].reason.startswith(
+        "no column 'legal_forename' for legal_forename: choose the column that holds legal_forename "
+        "(the file's columns are: "
+    )
 
 
 def test_a_mapping_to_an_unknown_field_is_refused() -> None:
