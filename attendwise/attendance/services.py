@@ -1234,6 +1234,13 @@ def _validate_spans(
         in_calendar = np.repeat(calendar.half_term_index(first_day, days) >= 0, 2)
         ids = np.unique(np.array([pupil_id for _i, pupil_id, _o, _c in laid], dtype=np.int64))
         grid = np.zeros((len(ids), marks_codec.year_length(year)), dtype=np.uint8)
+        if len(ids) == len(laid):  # one span per pupil: nothing can clash, so check the grid whole
+            for _i, pupil_id, offset, codes in laid:
+                grid[int(np.searchsorted(ids, pupil_id)), offset : offset + len(codes)] = codes
+            if _grid_is_sound(grid, first_day, in_calendar):
+                grids.append(_YearGrid(year, ids, grid, {}))
+                continue
+            grid[:] = NO_MARK  # something is wrong: find what, and whose, span by span
         for i, pupil_id, offset, codes in laid:
             target = grid[int(np.searchsorted(ids, pupil_id)), offset : offset + len(codes)]
             problems = _span_problems(year, in_calendar, offset, codes, target)
@@ -1241,6 +1248,15 @@ def _validate_spans(
             np.copyto(target, codes, where=codes != NO_MARK)
         grids.append(_YearGrid(year, ids, grid, {}))
     return grids, errors
+
+
+def _grid_is_sound(grid: np.ndarray, first_day: dt.date, in_calendar: np.ndarray) -> bool:
+    """Whether every mark of a year's grid (pupils by sessions) passes :func:`_span_problems`'s
+    checks, all at once: a known code, in force on its day, on a day in the school calendar."""
+    ordinals = first_day.toordinal() + np.arange(grid.shape[1]) // 2
+    marked = grid != NO_MARK
+    sound = marks_codec.valid_on(grid, ordinals[np.newaxis, :]) & in_calendar[np.newaxis, :]
+    return bool((sound | ~marked).all())
 
 
 @dataclass

@@ -191,6 +191,26 @@ def test_a_bad_span_rejects_the_batch_naming_its_row_the_sessions_and_why(db_ses
         assert db_session.scalars(select(PupilMarkYear)).all() == []
 
 
+def test_with_one_span_per_pupil_each_bad_span_is_still_named_with_its_sessions_and_why(db_session, school):
+    half_term = dt.date(2026, 10, 26)  # Monday of the October half-term
+    spans = [
+        _span(1, MON, ["/", "\\"], row=1),
+        _span(2, half_term, ["/", "\\", "/"], row=2),
+        _span(3, MON, ["H"], row=3),
+        services.MarkSpan(make_upn(4), MON, b"\x01\xfe", row=4),
+    ]
+    with pytest.raises(services.BatchRejected) as caught:
+        _store_spans(db_session, school, spans)
+    reasons = {e.row: e.reason for e in caught.value.errors}
+    assert reasons == {
+        2: "2026-10-26 AM and 2 more sessions: outside the school calendar (in no half-term)",
+        3: "2026-09-07 AM: code H was withdrawn after 2024-08-18",
+        4: "2026-09-07 PM: unknown code value(s) [254]",
+    }
+    with tenancy.tenant_context(school.id):
+        assert db_session.scalars(select(PupilMarkYear)).all() == []
+
+
 def test_a_span_racing_another_writer_is_refused(db_session, school, monkeypatch):
     _store(db_session, school, _week([1]))
     _someone_else_writes_after_the_read(monkeypatch, db_session, school, 1)
