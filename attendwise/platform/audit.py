@@ -86,6 +86,11 @@ HASHED_FIELDS = (
 )
 
 
+# ``json.dumps`` with options builds an encoder per call; an import hashes thousands of events.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+_DETAIL = json.JSONEncoder(sort_keys=True, default=str)
+
+
 def _norm(v: Any) -> Any:
     if isinstance(v, dt.datetime):
         if v.tzinfo is None:
@@ -100,7 +105,7 @@ def chain_hash(prev_hash: str, values: dict[str, Any]) -> str:
 
 def _hash(prev_hash: str, hashed: dict[str, Any]) -> str:
     """The row hash of ``hashed``: the :data:`HASHED_FIELDS`, each as :func:`_norm` makes it."""
-    canonical = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
+    canonical = _CANONICAL.encode(hashed)
     return hashlib.sha256((prev_hash + canonical).encode()).hexdigest()
 
 
@@ -233,7 +238,7 @@ def _append(session: Session, events: list[Event], actor: Actor, now: dt.datetim
                 "object_type": e.object_type,
                 "object_id": None if e.object_id is None else str(e.object_id),
                 "pupil_id": e.pupil_id,
-                "detail": json.dumps(e.detail or {}, sort_keys=True, default=str),
+                "detail": _DETAIL.encode(e.detail or {}),
                 "ip": actor.ip,
                 "request_id": actor.request_id,
             }
