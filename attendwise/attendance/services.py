@@ -402,9 +402,12 @@ def _changed_rows(
     return updates
 
 
-def _audit_value(value: Any) -> Any:
-    """A value as the audit log's flush hook records it (``audit._changes``)."""
-    return value if isinstance(value, (int, float, bool, type(None))) else str(value)[:200]
+_AUDITED_AS_IS = (int, float, bool, type(None))
+
+
+def _audit_values(values: dict[str, Any]) -> dict[str, Any]:
+    """Values as the audit log's flush hook records them (``audit._changes``)."""
+    return {n: v if isinstance(v, _AUDITED_AS_IS) else str(v)[:200] for n, v in values.items()}
 
 
 def _write_rows(
@@ -466,7 +469,7 @@ def _write_rows(
                 name,
                 row_id,
                 row.get("pupil_id"),
-                {"org_id": org_id, **{n: _audit_value(v) for n, v in row.items()}},
+                {"org_id": org_id, **_audit_values(row)},
             )
             for row_id, row in zip(new_ids, inserts, strict=True)
         ]
@@ -489,10 +492,7 @@ def _write_rows(
                 [{"row_id": i, **{f"new_{n}": v[n] for n in names}} for i, v, _c in updates],
             )
         events += [
-            audit.Event(
-                org_id, "update", name, i, v.get("pupil_id"), {n: _audit_value(x) for n, x in c.items()}
-            )
-            for i, v, c in updates
+            audit.Event(org_id, "update", name, i, v.get("pupil_id"), _audit_values(c)) for i, v, c in updates
         ]
     if deletes:
         conn.execute(delete(tbl).where(tbl.c.id.in_([i for i, _p in deletes])))
@@ -536,13 +536,13 @@ def _staged_rows(
 ) -> TableClause:
     """:func:`_staged` for (id, values) rows of ``tbl``: the stage has those columns' types."""
     dialect = session.get_bind().dialect
-    json_names = {n for n in names if isinstance(tbl.c[n].type, JSON)}
+    as_json = [(n, isinstance(tbl.c[n].type, JSON)) for n in names[1:]]
     return _staged(
         session,
         f"aw_stage_{tbl.name}_{purpose}",
         ", ".join(f"{n} {tbl.c[n].type.compile(dialect=dialect)}" for n in names),
         [
-            (row_id, *(json.dumps(values[n]) if n in json_names else values[n] for n in names[1:]))
+            (row_id, *[json.dumps(values[n]) if is_json else values[n] for n, is_json in as_json])
             for row_id, values in rows
         ],
     )

@@ -691,7 +691,8 @@ def import_ctf_bytes(session: Session, school: Organisation, data: bytes) -> Out
     importing it would change nothing. Anything else goes to :func:`import_ctf`.
     """
     _require_writer(school.id)
-    if _file_fingerprints(session, school.id).get("bytes") == _bytes_digest(school, data):
+    digest = _bytes_digest(school, data)
+    if _file_fingerprints(session, school.id).get("bytes") == digest:
         found = _last_full_import(session, school.id, None)
         if found is not None:
             outcome = _nothing_changed(*found)
@@ -700,7 +701,7 @@ def import_ctf_bytes(session: Session, school: Organisation, data: bytes) -> Out
     parsed = ctf.parse(data)
     outcome = import_ctf(session, school, parsed)
     if outcome.detail.get("file") and parsed.header and parsed.header.date_time:
-        _remember(session, school.id, FILE_FEED, {"bytes": _bytes_digest(school, data)})
+        _remember(session, school.id, FILE_FEED, {"bytes": digest})
     return outcome
 
 
