@@ -368,20 +368,8 @@ class _Reader:
 
     def _text(self, el: Element | None, *names: str) -> str | None:
         """The stripped text of ``el`` or of its first child with one of ``names``; ``None`` if empty."""
-        if names:
-            if el is None:
-                return None
-            index = self._index.get(el)
-            if index is None:
-                index = self._index_of(el)
-            for name in names:
-                found = index.get(name.lower())
-                if found:
-                    el = found[0]
-                    break
-            else:
-                return None
-        text = el.text if el is not None else None
+        node = self._child(el, *names) if names else el
+        text = node.text if node is not None else None
         return (text.strip() or None) if text is not None else None
 
     def _where(self, el: Element | None, name: str, path: str) -> str:
