@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,12 @@ from typing import Any
 import pytest
 from flask import Flask, g
 from flask.testing import FlaskClient
+from redis import Redis
+from rq import Queue
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import scoped_session, sessionmaker
 
-from attendwise.platform import tenancy
+from attendwise.platform import jobs, tenancy
 from attendwise.platform.app import create_app
 from attendwise.platform.config import Settings
 from attendwise.platform.db import AttendwiseSession, _app_ctx_scope, db
@@ -259,3 +262,23 @@ def login(client: FlaskClient) -> Callable[..., Any]:
         )
 
     return do_login
+
+
+JOBS_REDIS_URL = "redis://127.0.0.1:6379/14"
+
+
+@pytest.fixture
+def redis_jobs(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Redis, str]]:
+    """Jobs go to Redis (db 14, under a unique queue prefix) instead of running inline; every
+    queue, job and key the test made there is deleted after it. Gives (connection, prefix)."""
+    prefix = f"test-{uuid.uuid4().hex[:8]}:"
+    monkeypatch.setitem(app.config, "REDIS_URL", JOBS_REDIS_URL)
+    monkeypatch.setitem(app.config, "JOBS_QUEUE_PREFIX", prefix)
+    monkeypatch.setitem(app.extensions["attendwise_jobs"], "redis", None)
+    conn = Redis.from_url(JOBS_REDIS_URL)
+    yield conn, prefix
+    for name in jobs.QUEUES:
+        Queue(prefix + name, connection=conn).delete(delete_jobs=True)
+    for key in conn.scan_iter(f"rq:*{prefix[:-1]}*"):
+        conn.delete(key)
+    conn.close()

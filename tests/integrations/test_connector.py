@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +28,6 @@ from attendwise.integrations import connectors, services
 from attendwise.integrations.cli import connectors_group
 from attendwise.integrations.models import ConnectorSettings, RunStatus, SyncRun
 from attendwise.platform import crypto, tenancy
-from attendwise.platform import jobs as platform_jobs
 from attendwise.platform.audit import AuditEvent
 from attendwise.tenants.models import Organisation
 from tests.conftest import csrf_token
@@ -342,24 +340,10 @@ def test_the_days_sync_counts_as_finished_once_a_run_after_its_time_has_ended(
     assert switched_off is None
 
 
-@pytest.fixture
-def redis_queues(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Redis, str]]:
-    """Jobs go to Redis (db 14, a unique queue prefix) instead of running inline."""
-    prefix = f"test-{uuid.uuid4().hex[:8]}:"
-    monkeypatch.setitem(app.config, "REDIS_URL", "redis://127.0.0.1:6379/14")
-    monkeypatch.setitem(app.config, "JOBS_QUEUE_PREFIX", prefix)
-    monkeypatch.setitem(app.extensions["attendwise_jobs"], "redis", None)
-    conn = Redis.from_url("redis://127.0.0.1:6379/14")
-    yield conn, prefix
-    for name in platform_jobs.QUEUES:
-        Queue(prefix + name, connection=conn).delete(delete_jobs=True)
-    conn.close()
-
-
 def test_with_redis_the_scheduled_sync_is_an_rq_job_on_the_sync_queue(
-    db_session: Session, school: Organisation, server: WondeServer, redis_queues: tuple[Redis, str]
+    db_session: Session, school: Organisation, server: WondeServer, redis_jobs: tuple[Redis, str]
 ) -> None:
-    conn, prefix = redis_queues
+    conn, prefix = redis_jobs
     save(db_session, school, sync_at="07:00")
     with tenancy.system_context("test: scheduler sweep"):
         connectors.queue_due_syncs(db_session, dt.datetime(2026, 11, 3, 7, 5, tzinfo=dt.UTC))

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import signal
-import uuid
-from collections.abc import Iterator
 
 import pytest
 from flask import Flask
@@ -29,22 +27,6 @@ from attendwise.platform import tenancy
 from attendwise.platform.db import utcnow
 from tests.letters.conftest import ON, LetterSchool, Received
 from tests.letters.test_runs import add_task
-
-REDIS_URL = "redis://127.0.0.1:6379/14"
-
-
-@pytest.fixture
-def redis_jobs(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Redis, str]]:
-    """Jobs go to Redis (db 14, a unique queue prefix); every key the test made is deleted."""
-    prefix = f"test-{uuid.uuid4().hex[:8]}:"
-    monkeypatch.setitem(app.config, "REDIS_URL", REDIS_URL)
-    monkeypatch.setitem(app.config, "JOBS_QUEUE_PREFIX", prefix)
-    monkeypatch.setitem(app.extensions["attendwise_jobs"], "redis", None)
-    conn = Redis.from_url(REDIS_URL)
-    yield conn, prefix
-    for key in conn.scan_iter(f"rq:*{prefix[:-1]}*"):
-        conn.delete(key)
-    conn.close()
 
 
 def rq_id(app: Flask, kind: str, ident: int) -> str:

@@ -6,7 +6,6 @@ import datetime as dt
 import uuid
 
 import pytest
-from redis import Redis
 from rq import Queue
 from sqlalchemy import select
 
@@ -14,8 +13,6 @@ from attendwise.platform import jobs, tenancy
 from attendwise.platform.audit import Actor, AuditEvent, current_actor, set_actor
 from attendwise.platform.db import db, utcnow
 from attendwise.tenants.models import Invitation
-
-REDIS_URL = "redis://127.0.0.1:6379/14"
 
 CALLS: list[dict] = []
 
@@ -162,23 +159,6 @@ def test_periodic_declarations_are_checked():
         jobs.Periodic(name="x", func="a.b", cron="0 3 * * *", interval=60)
     with pytest.raises(ValueError, match="unknown queue"):
         jobs.Periodic(name="x", func="a.b", queue="nope", interval=60)
-
-
-@pytest.fixture
-def redis_jobs(app, monkeypatch):
-    """Point the app at Redis db 14 under a unique queue prefix; delete what the test made."""
-    prefix = f"test-{uuid.uuid4().hex[:8]}:"
-    monkeypatch.setitem(app.config, "REDIS_URL", REDIS_URL)
-    monkeypatch.setitem(app.config, "JOBS_QUEUE_PREFIX", prefix)
-    monkeypatch.setitem(app.extensions["attendwise_jobs"], "redis", None)
-    conn = Redis.from_url(REDIS_URL)
-    yield conn, prefix
-    for name in jobs.QUEUES:
-        queue = Queue(prefix + name, connection=conn)
-        for job_id in queue.job_ids:
-            conn.delete(f"rq:job:{job_id}")
-        queue.delete(delete_jobs=True)
-    conn.close()
 
 
 def test_with_redis_the_job_is_queued_after_commit_not_before(db_session, make_school, redis_jobs):
