@@ -29,7 +29,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 
@@ -54,6 +54,9 @@ from tests.conftest import (
     migrate,
     pg_url,
 )
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -92,6 +95,41 @@ def _restore_db(bindings: tuple[Any, Any, Any]) -> None:
     db.engine, db.session_factory, db.session = bindings
 
 
+class _Requests:
+    """The live app as the server runs it: knows how many requests it is serving, so a test's
+    end can wait for the browser's last ones (an icon, a script) before the process-wide ``db``
+    is bound elsewhere; a request served after that fails and drops its response unclosed.
+
+    Each response body is read whole and closed here: Werkzeug's development server closes a
+    body only after draining the socket, which raises when the browser has gone.
+    """
+
+    def __init__(self, app: WSGIApplication) -> None:
+        self.app = app
+        self.serving = 0
+        self.changed = threading.Condition()
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+        with self.changed:
+            self.serving += 1
+        try:
+            body = self.app(environ, start_response)
+            try:
+                return [b"".join(body)]
+            finally:
+                if hasattr(body, "close"):
+                    body.close()
+        finally:
+            with self.changed:
+                self.serving -= 1
+                self.changed.notify_all()
+
+    def wait_until_idle(self, timeout: float = 10) -> None:
+        with self.changed:
+            if not self.changed.wait_for(lambda: self.serving == 0, timeout):
+                raise AssertionError(f"the live server is still serving {self.serving} request(s)")
+
+
 @dataclass
 class LiveServer:
     """A running Attendwise with its own database; see the module docstring."""
@@ -99,6 +137,7 @@ class LiveServer:
     app: Flask
     url: str
     bindings: tuple[Any, Any, Any]
+    requests: _Requests
     _counter: Iterator[int] = field(default_factory=lambda: iter(range(1, 10**9)))
 
     def next_id(self) -> int:
@@ -182,11 +221,12 @@ def _live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServe
         live_bindings = _db_bindings()
     finally:
         _restore_db(previous)
-    server: BaseWSGIServer = make_server("127.0.0.1", port, app, threaded=True)
+    requests = _Requests(app)
+    server: BaseWSGIServer = make_server("127.0.0.1", port, requests, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
     thread.start()
     try:
-        yield LiveServer(app=app, url=f"http://127.0.0.1:{port}", bindings=live_bindings)
+        yield LiveServer(app=app, url=f"http://127.0.0.1:{port}", bindings=live_bindings, requests=requests)
     finally:
         server.shutdown()
         thread.join(timeout=10)
@@ -202,7 +242,10 @@ def live_server(_live_server: LiveServer) -> Iterator[LiveServer]:
     try:
         yield _live_server
     finally:
-        _restore_db(previous)
+        try:
+            _live_server.requests.wait_until_idle()
+        finally:
+            _restore_db(previous)
 
 
 # ---- the browser --------------------------------------------------------------------------
